@@ -1,0 +1,247 @@
+//! Actions: one file per family, one trait for all. Each action declares its inputs and
+//! whether it mutates, and implements three paths side by side:
+//! - `run`: the live call;
+//! - `plan`: the rehearsal — read-only (GETs allowed), returns the exact requests it would send;
+//! - `probe`: "did this already happen?", used to reconcile an interrupted attempt.
+//!
+//! Adding a registry is adding a file here and one line in [`Registry::builtin`].
+
+pub mod incident;
+pub mod npm;
+pub mod postmortem;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::engine::{ActionInfo, Mode};
+use crate::net::http::{HttpError, RequestRecord};
+use crate::playbook::{ActionCatalog, ActionSpec};
+use crate::store::Store;
+
+/// What an action gets to work with. No secrets here: actions load theirs from config.
+#[derive(Clone)]
+pub struct ActionCtx {
+    pub incident: String,
+    pub step: String,
+    pub index: u32,
+    pub attempt: u32,
+    pub idem_key: String,
+    pub mode: Mode,
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+}
+
+impl ActionCtx {
+    /// Guard for every outgoing mutating request: a rehearsal must never send one.
+    pub fn ensure_live(&self, req: &RequestRecord) -> Result<(), ActionError> {
+        if self.mode == Mode::Rehearsal {
+            return Err(ActionError::Refused(format!(
+                "internal error: {} {} attempted during a rehearsal",
+                req.method, req.url
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActionOutput {
+    /// Visible to later steps as `steps.<id>.outputs`.
+    pub outputs: Value,
+    /// For the timeline: `summary`, `requests` (sent or would-send), `findings`, evidence.
+    pub detail: Value,
+}
+
+impl ActionOutput {
+    pub fn new(outputs: Value, summary: impl Into<String>) -> Self {
+        Self {
+            outputs,
+            detail: json!({ "summary": summary.into() }),
+        }
+    }
+
+    pub fn with(mut self, key: &str, v: Value) -> Self {
+        if let Value::Object(m) = &mut self.detail {
+            m.insert(key.to_string(), v);
+        }
+        self
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    Done { outputs: Value, evidence: Value },
+    NotDone { evidence: Value },
+    Unknown { reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("invalid input: {0}")]
+    Input(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl ActionError {
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Http(e) => e.is_transient(),
+            Self::Transient(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Did the request possibly reach the server? Then its effect is unknown.
+    pub fn is_ambiguous(&self) -> bool {
+        match self {
+            Self::Http(HttpError::Transport(_)) => true,
+            Self::Http(e) => e.status().is_some_and(|s| s >= 500),
+            Self::Transient(_) => true,
+            _ => false,
+        }
+    }
+
+    pub fn retry_after_ms(&self) -> Option<u64> {
+        match self {
+            Self::Http(e) => e.retry_after_ms(),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Action: Send + Sync {
+    fn spec(&self) -> &'static ActionSpec;
+    async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
+    async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
+    async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError>;
+}
+
+/// The set of actions a playbook may use.
+pub struct Registry {
+    actions: BTreeMap<&'static str, Arc<dyn Action>>,
+}
+
+impl Registry {
+    pub fn builtin() -> Self {
+        let mut r = Self {
+            actions: BTreeMap::new(),
+        };
+        for a in npm::actions() {
+            r.add(a);
+        }
+        r.add(Arc::new(postmortem::Draft));
+        r.add(Arc::new(incident::Note));
+        r
+    }
+
+    pub fn add(&mut self, a: Arc<dyn Action>) {
+        self.actions.insert(a.spec().name, a);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
+        self.actions.get(name)
+    }
+
+    pub fn info(&self) -> BTreeMap<String, ActionInfo> {
+        self.actions
+            .values()
+            .map(|a| {
+                let s = a.spec();
+                (
+                    s.name.to_string(),
+                    ActionInfo {
+                        mutating: s.mutating,
+                        destructive: s.destructive,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    pub fn specs(&self) -> Vec<&'static ActionSpec> {
+        self.actions.values().map(|a| a.spec()).collect()
+    }
+}
+
+impl ActionCatalog for Registry {
+    fn spec(&self, name: &str) -> Option<&ActionSpec> {
+        self.actions.get(name).map(|a| a.spec())
+    }
+    fn names(&self) -> Vec<&'static str> {
+        self.actions.keys().copied().collect()
+    }
+}
+
+/// Input helpers: the engine already type-checked literals at lint time, but expressions are
+/// only known at run time, so actions check again and fail with the input's name.
+pub fn str_input<'a>(inputs: &'a Value, key: &str) -> Result<&'a str, ActionError> {
+    match inputs.get(key) {
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
+        Some(Value::String(_)) => Err(ActionError::Input(format!("`{key}` is empty"))),
+        Some(Value::Null) | None => Err(ActionError::Input(format!("`{key}` is required"))),
+        Some(other) => Err(ActionError::Input(format!(
+            "`{key}` must be a string, got {other}"
+        ))),
+    }
+}
+
+pub fn opt_str_input<'a>(inputs: &'a Value, key: &str) -> Result<Option<&'a str>, ActionError> {
+    match inputs.get(key) {
+        Some(Value::Null) | None => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(ActionError::Input(format!(
+            "`{key}` must be a string, got {other}"
+        ))),
+    }
+}
+
+pub fn list_input(inputs: &Value, key: &str) -> Result<Vec<String>, ActionError> {
+    match inputs.get(key) {
+        Some(Value::Null) | None => Ok(Vec::new()),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(ActionError::Input(format!(
+                    "`{key}` must be a list of strings, found {other}"
+                ))),
+            })
+            .collect(),
+        Some(Value::String(s)) => Ok(s
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()),
+        Some(other) => Err(ActionError::Input(format!(
+            "`{key}` must be a list, got {other}"
+        ))),
+    }
+}
+
+pub fn bool_input(inputs: &Value, key: &str, default: bool) -> Result<bool, ActionError> {
+    match inputs.get(key) {
+        Some(Value::Null) | None => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(Value::String(s)) if s == "true" => Ok(true),
+        Some(Value::String(s)) if s == "false" => Ok(false),
+        Some(other) => Err(ActionError::Input(format!(
+            "`{key}` must be true or false, got {other}"
+        ))),
+    }
+}

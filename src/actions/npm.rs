@@ -1,0 +1,726 @@
+//! npm containment: `npm.deprecate`, `npm.undeprecate`, `npm.dist_tag`, `npm.revoke_token`.
+//! The wire protocol lives in `net::npm`; this file decides *what* to send, checks the
+//! world first so a retry or a resume never repeats an effect, verifies after sending,
+//! and in a rehearsal returns the exact request instead of sending it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use super::{
+    Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
+    str_input,
+};
+use crate::config::{NpmConfig, parse_duration_ms};
+use crate::net::http::RequestRecord;
+use crate::net::npm::{
+    NpmClient, NpmError, TokenInfo, highest_good_version, token_fingerprint, versions_matching,
+};
+use crate::playbook::{ActionSpec, InputSpec, InputType};
+
+pub fn actions() -> Vec<Arc<dyn Action>> {
+    vec![
+        Arc::new(Deprecate { undo: false }),
+        Arc::new(Deprecate { undo: true }),
+        Arc::new(DistTag),
+        Arc::new(RevokeToken),
+    ]
+}
+
+impl From<NpmError> for ActionError {
+    fn from(e: NpmError) -> Self {
+        match e {
+            NpmError::Http(h) => ActionError::Http(h),
+            other => ActionError::Input(other.to_string()),
+        }
+    }
+}
+
+const PACKAGE: InputSpec = InputSpec {
+    name: "package",
+    ty: InputType::String,
+    required: false,
+    help: "package name, scoped names included (@scope/name); or give `spec`",
+};
+const VERSION: InputSpec = InputSpec {
+    name: "version",
+    ty: InputType::String,
+    required: false,
+    help: "an exact version or an npm semver range",
+};
+const SPEC: InputSpec = InputSpec {
+    name: "spec",
+    ty: InputType::String,
+    required: false,
+    help: "name@version or name@range, instead of package + version",
+};
+
+static DEPRECATE: ActionSpec = ActionSpec {
+    name: "npm.deprecate",
+    summary: "Deprecate one version or a semver range of an npm package with a message.",
+    inputs: &[
+        PACKAGE,
+        VERSION,
+        SPEC,
+        InputSpec {
+            name: "message",
+            ty: InputType::String,
+            required: true,
+            help: "the deprecation message users will see",
+        },
+    ],
+    outputs: &["package", "versions", "changed"],
+    mutating: true,
+    destructive: false,
+};
+
+static UNDEPRECATE: ActionSpec = ActionSpec {
+    name: "npm.undeprecate",
+    summary: "Remove the deprecation of one version or a semver range.",
+    inputs: &[PACKAGE, VERSION, SPEC],
+    outputs: &["package", "versions", "changed"],
+    mutating: true,
+    destructive: false,
+};
+
+static DIST_TAG: ActionSpec = ActionSpec {
+    name: "npm.dist_tag",
+    summary: "Set, remove or repair a dist-tag; never leaves `latest` on a bad version.",
+    inputs: &[
+        PACKAGE,
+        SPEC,
+        InputSpec {
+            name: "tag",
+            ty: InputType::String,
+            required: false,
+            help: "the dist-tag (default `latest`)",
+        },
+        InputSpec {
+            name: "version",
+            ty: InputType::String,
+            required: false,
+            help: "point the tag at this version; omit to move it off bad versions",
+        },
+        InputSpec {
+            name: "avoid",
+            ty: InputType::List,
+            required: false,
+            help: "bad versions or ranges the tag must not point at (deprecated versions are avoided too)",
+        },
+        InputSpec {
+            name: "remove",
+            ty: InputType::Bool,
+            required: false,
+            help: "remove the tag (not allowed for `latest`)",
+        },
+    ],
+    outputs: &["package", "tag", "from", "to", "changed"],
+    mutating: true,
+    destructive: false,
+};
+
+static REVOKE: ActionSpec = ActionSpec {
+    name: "npm.revoke_token",
+    summary: "Revoke a compromised npm token by key (or key prefix) and prove it is dead.",
+    inputs: &[
+        InputSpec {
+            name: "token",
+            ty: InputType::String,
+            required: true,
+            help: "the key of the compromised token as `npm token list` shows it, or a prefix of at least 6 characters",
+        },
+        InputSpec {
+            name: "secret_env",
+            ty: InputType::String,
+            required: false,
+            help: "env var holding the leaked token's value, to prove it now fails (401/403)",
+        },
+        InputSpec {
+            name: "allow_self",
+            ty: InputType::Bool,
+            required: false,
+            help: "allow revoking Recall's own configured token (refused by default)",
+        },
+    ],
+    outputs: &["key", "revoked", "proven_dead", "fingerprint"],
+    mutating: true,
+    destructive: false,
+};
+
+// ---- client and per-package serialisation -------------------------------------------
+
+fn load_token(cfg: &NpmConfig) -> Result<Option<SecretString>, ActionError> {
+    if let Some(f) = &cfg.token_file {
+        return crate::secrets::from_file(f)
+            .map(Some)
+            .map_err(|e| ActionError::Config(e.to_string()));
+    }
+    match &cfg.token_env {
+        Some(var) => match crate::secrets::from_env(var) {
+            Ok(s) => Ok(Some(s)),
+            Err(crate::secrets::SecretError::MissingEnv(_)) => Ok(None),
+            Err(e) => Err(ActionError::Config(e.to_string())),
+        },
+        None => Ok(None),
+    }
+}
+
+/// One client per registry configuration, shared by every attempt (connection reuse).
+fn client(ctx: &ActionCtx) -> Result<Arc<NpmClient>, ActionError> {
+    static CLIENTS: OnceLock<Mutex<HashMap<String, Arc<NpmClient>>>> = OnceLock::new();
+    let cfg = &ctx.config.npm;
+    let key = format!(
+        "{}|{:?}|{:?}|{:?}",
+        cfg.registry, cfg.token_env, cfg.token_file, cfg.otp_env
+    );
+    let map = CLIENTS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(c) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
+    let token = load_token(cfg)?;
+    let otp = match &cfg.otp_env {
+        Some(v) => Some(crate::secrets::from_env(v).map_err(|e| ActionError::Config(e.to_string()))?),
+        None => None,
+    };
+    let timeout = parse_duration_ms(&cfg.timeout).map_err(ActionError::Config)?;
+    let c = NpmClient::new(&cfg.registry, token)
+        .map_err(ActionError::Http)?
+        .with_otp(otp)
+        .with_http_client(crate::net::http::build_client(Duration::from_millis(timeout)));
+    let c = Arc::new(c);
+    if let Ok(mut m) = map.lock() {
+        m.insert(key, c.clone());
+    }
+    Ok(c)
+}
+
+/// npm writes a package as a whole packument: two concurrent read-modify-write cycles on
+/// one package would lose an update. Serialise them per package within the process.
+fn package_lock(registry: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
+    let map = LOCKS.get_or_init(|| Mutex::new(HashMap::new()));
+    match map.lock() {
+        Ok(mut m) => m
+            .entry(format!("{registry}|{name}"))
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
+            .clone(),
+        Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+    }
+}
+
+/// `name@version`, `@scope/name@range` → (name, spec).
+pub fn split_spec(spec: &str) -> Result<(String, String), ActionError> {
+    let s = spec.trim();
+    let at = s
+        .char_indices()
+        .filter(|(i, c)| *c == '@' && *i > 0)
+        .map(|(i, _)| i)
+        .next_back()
+        .ok_or_else(|| {
+            ActionError::Input(format!("`{spec}` is not name@version (e.g. left-pad@1.3.0)"))
+        })?;
+    let (name, version) = (&s[..at], &s[at + 1..]);
+    if name.is_empty() || version.trim().is_empty() {
+        return Err(ActionError::Input(format!("`{spec}` is not name@version")));
+    }
+    Ok((name.to_string(), version.trim().to_string()))
+}
+
+/// The package and version spec from `package` + `version`, or from `spec`.
+fn target(inputs: &Value, need_version: bool) -> Result<(String, Option<String>), ActionError> {
+    if let Some(spec) = opt_str_input(inputs, "spec")? {
+        let (n, v) = split_spec(spec)?;
+        return Ok((n, Some(v)));
+    }
+    let name = str_input(inputs, "package")?.trim().to_string();
+    let version = opt_str_input(inputs, "version")?.map(|v| v.trim().to_string());
+    if need_version && version.is_none() {
+        return Err(ActionError::Input("give `version` (or `spec: name@version`)".into()));
+    }
+    Ok((name, version))
+}
+
+fn record_json(r: &RequestRecord) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+/// A request as the timeline shows it: method, URL, and for a whole-packument PUT only the
+/// fields that change (the full body is the registry's own document).
+fn describe_deprecate_put(r: &RequestRecord, versions: &[String], message: &str) -> Value {
+    json!({
+        "method": r.method, "url": r.url,
+        "body": { "versions": versions.iter().map(|v| (v.clone(), json!({"deprecated": message}))).collect::<serde_json::Map<_, _>>() },
+        "note": "the body is the whole packument fetched with ?write=true, with these fields set",
+    })
+}
+
+async fn fetch_packument(c: &NpmClient, name: &str) -> Result<Value, ActionError> {
+    c.packument(name, true)
+        .await?
+        .ok_or_else(|| ActionError::Failed(format!("package `{name}` does not exist in the registry")))
+}
+
+fn deprecation_of(packument: &Value, version: &str) -> Option<String> {
+    packument
+        .pointer(&format!("/versions/{}/deprecated", version.replace('~', "~0").replace('/', "~1")))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+// ---- npm.deprecate / npm.undeprecate -------------------------------------------------
+
+pub struct Deprecate {
+    undo: bool,
+}
+
+impl Deprecate {
+    fn message<'a>(&self, inputs: &'a Value) -> Result<&'a str, ActionError> {
+        if self.undo { Ok("") } else { str_input(inputs, "message") }
+    }
+
+    /// Versions still to change: those whose deprecation differs from the wanted one.
+    fn pending(&self, pk: &Value, versions: &[String], message: &str) -> Vec<String> {
+        versions
+            .iter()
+            .filter(|v| deprecation_of(pk, v).unwrap_or_default() != message)
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Action for Deprecate {
+    fn spec(&self) -> &'static ActionSpec {
+        if self.undo { &UNDEPRECATE } else { &DEPRECATE }
+    }
+
+    async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
+        let (name, spec) = target(inputs, true)?;
+        let spec = spec.unwrap_or_default();
+        let message = self.message(inputs)?;
+        let c = client(ctx)?;
+        let lock = package_lock(c.registry(), &name);
+        let _g = lock.lock().await;
+        let pk = fetch_packument(&c, &name).await?;
+        let versions = versions_matching(&pk, &spec)?;
+        if versions.is_empty() {
+            return Err(ActionError::Failed(format!("no version of {name} matches `{spec}`")));
+        }
+        let todo = self.pending(&pk, &versions, message);
+        if todo.is_empty() {
+            return Ok(ActionOutput::new(
+                json!({ "package": name, "versions": versions, "changed": [] }),
+                format!("{name}@{} already in the wanted state; nothing sent", versions.join(", ")),
+            ));
+        }
+        let (req, changed) = c.deprecate_request(&name, &pk, &todo, message)?;
+        ctx.ensure_live(&req)?;
+        c.send(&req).await?;
+        // Verify: read back and require every matched version to carry the message.
+        let after = fetch_packument(&c, &name).await?;
+        let still = self.pending(&after, &versions, message);
+        if !still.is_empty() {
+            return Err(ActionError::Failed(format!(
+                "registry accepted the write but {name}@{} is not {}",
+                still.join(", "),
+                if self.undo { "undeprecated" } else { "deprecated" }
+            )));
+        }
+        Ok(ActionOutput::new(
+            json!({ "package": name, "versions": versions, "changed": changed }),
+            format!(
+                "{} {name}@{} (verified)",
+                if self.undo { "undeprecated" } else { "deprecated" },
+                changed.join(", ")
+            ),
+        )
+        .with("requests", json!([describe_deprecate_put(&req, &changed, message)])))
+    }
+
+    async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
+        let (name, spec) = target(inputs, true)?;
+        let spec = spec.unwrap_or_default();
+        let message = self.message(inputs)?;
+        let path = NpmClient::package_path(&name)?;
+        let c = client(ctx)?;
+        let url = format!("{}{}", c.registry(), path);
+        match c.packument(&name, true).await {
+            Ok(Some(pk)) => {
+                let versions = versions_matching(&pk, &spec)?;
+                let todo = self.pending(&pk, &versions, message);
+                let mut findings = Vec::new();
+                if versions.is_empty() {
+                    findings.push(format!("blocker: no version of {name} matches `{spec}`"));
+                }
+                if todo.is_empty() {
+                    return Ok(ActionOutput::new(
+                        json!({ "package": name, "versions": versions, "changed": [] }),
+                        format!("rehearsal: {name}@{spec} already in the wanted state; nothing would be sent"),
+                    )
+                    .with("findings", json!(findings)));
+                }
+                let (req, changed) = c.deprecate_request(&name, &pk, &todo, message)?;
+                Ok(ActionOutput::new(
+                    json!({ "package": name, "versions": versions, "changed": changed }),
+                    format!("rehearsal: would PUT {} deprecating {}", req.url, changed.join(", ")),
+                )
+                .with("requests", json!([describe_deprecate_put(&req, &changed, message)]))
+                .with("findings", json!(findings)))
+            }
+            Ok(None) => Ok(ActionOutput::new(
+                json!({ "package": name, "versions": [], "changed": [] }),
+                format!("rehearsal: package {name} not found in {}", c.registry()),
+            )
+            .with("findings", json!([format!("blocker: package {name} does not exist in {}", c.registry())]))),
+            Err(e) => Ok(ActionOutput::new(
+                json!({ "package": name, "versions": [], "changed": [] }),
+                format!("rehearsal: could not read {url}; would GET it and PUT it back with {spec} deprecated"),
+            )
+            .with("requests", json!([{ "method": "PUT", "url": url, "body": { "versions": { spec.clone(): { "deprecated": message } } },
+                                        "note": "body is the whole packument; it could not be read during the rehearsal" }]))
+            .with("findings", json!([finding_for(&e, &c, "read the packument")]))),
+        }
+    }
+
+    async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
+        let (name, spec) = target(inputs, true)?;
+        let spec = spec.unwrap_or_default();
+        let message = self.message(inputs)?;
+        let c = client(ctx)?;
+        let pk = match c.packument(&name, true).await {
+            Ok(Some(pk)) => pk,
+            Ok(None) => return Ok(Probe::Unknown { reason: format!("package {name} not found") }),
+            Err(e) => return Ok(Probe::Unknown { reason: e.to_string() }),
+        };
+        let versions = versions_matching(&pk, &spec)?;
+        let todo = self.pending(&pk, &versions, message);
+        if todo.is_empty() && !versions.is_empty() {
+            Ok(Probe::Done {
+                outputs: json!({ "package": name, "versions": versions, "changed": versions }),
+                evidence: json!({ "read": format!("{}{}", c.registry(), NpmClient::package_path(&name)?), "versions": versions }),
+            })
+        } else {
+            Ok(Probe::NotDone { evidence: json!({ "pending": todo }) })
+        }
+    }
+}
+
+fn finding_for(e: &NpmError, c: &NpmClient, what: &str) -> String {
+    let status = e.status();
+    let why = match status {
+        Some(401) | Some(403) => "the configured token is missing or lacks permission".to_string(),
+        Some(s) => format!("the registry answered {s}"),
+        None => "the registry is unreachable from here".to_string(),
+    };
+    format!("blocker: could not {what} at {}: {why} ({e})", c.registry())
+}
+
+// ---- npm.dist_tag ---------------------------------------------------------------------
+
+pub struct DistTag;
+
+struct TagPlan {
+    name: String,
+    tag: String,
+    from: Option<String>,
+    to: Option<String>,
+    request: Option<RequestRecord>,
+}
+
+impl DistTag {
+    async fn decide(&self, c: &NpmClient, inputs: &Value) -> Result<TagPlan, ActionError> {
+        let (name, spec) = target(inputs, false)?;
+        let tag = opt_str_input(inputs, "tag")?.unwrap_or("latest").to_string();
+        let remove = bool_input(inputs, "remove", false)?;
+        let explicit = opt_str_input(inputs, "version")?.map(str::to_string);
+        let pk = fetch_packument(c, &name).await?;
+        let current = pk
+            .pointer(&format!("/dist-tags/{}", tag.replace('~', "~0").replace('/', "~1")))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        // Bad versions: `avoid` entries (exact or ranges), the `spec` range, and anything
+        // already deprecated (highest_good_version skips those).
+        let mut bad = Vec::new();
+        let mut avoid = list_input(inputs, "avoid")?;
+        if opt_str_input(inputs, "spec")?.is_some() {
+            avoid.extend(spec.clone());
+        }
+        for a in &avoid {
+            match versions_matching(&pk, a) {
+                Ok(v) => bad.extend(v),
+                Err(NpmError::UnknownVersion { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut plan = TagPlan { name: name.clone(), tag: tag.clone(), from: current.clone(), to: None, request: None };
+        if remove {
+            if tag == "latest" {
+                return Err(ActionError::Input("`latest` cannot be removed; move it instead".into()));
+            }
+            if current.is_some() {
+                plan.request = Some(c.dist_tag_rm_request(&name, &tag)?);
+            }
+            return Ok(plan);
+        }
+        let target = match explicit {
+            Some(v) => {
+                if bad.contains(&v) {
+                    return Err(ActionError::Refused(format!("{name}@{v} is one of the bad versions; the tag will not point at it")));
+                }
+                Some(v)
+            }
+            None => {
+                let cur_bad = current.as_ref().is_some_and(|v| bad.contains(v) || deprecation_of(&pk, v).is_some());
+                if !cur_bad {
+                    None
+                } else {
+                    Some(highest_good_version(&pk, &bad).ok_or_else(|| {
+                        ActionError::Failed(format!(
+                            "`{tag}` of {name} points at a bad version and no good version exists to move it to; publish a fixed version first"
+                        ))
+                    })?)
+                }
+            }
+        };
+        if let Some(t) = &target {
+            if current.as_ref() != Some(t) {
+                plan.request = Some(c.dist_tag_set_request(&name, &tag, t)?);
+            }
+        }
+        plan.to = target.or(current);
+        Ok(plan)
+    }
+}
+
+#[async_trait]
+impl Action for DistTag {
+    fn spec(&self) -> &'static ActionSpec {
+        &DIST_TAG
+    }
+
+    async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
+        let c = client(ctx)?;
+        let (name, _) = target(inputs, false)?;
+        let lock = package_lock(c.registry(), &name);
+        let _g = lock.lock().await;
+        let p = self.decide(&c, inputs).await?;
+        let outputs = json!({ "package": p.name, "tag": p.tag, "from": p.from, "to": p.to, "changed": p.request.is_some() });
+        let Some(req) = p.request else {
+            return Ok(ActionOutput::new(outputs, format!("{}: `{}` is {} — already safe; nothing sent", p.name, p.tag, p.from.as_deref().unwrap_or("unset"))));
+        };
+        ctx.ensure_live(&req)?;
+        c.send(&req).await?;
+        let tags = c.dist_tags(&p.name).await?;
+        if tags.get(&p.tag) != p.to.as_ref() {
+            return Err(ActionError::Failed(format!("registry accepted the dist-tag change but `{}` is {:?}", p.tag, tags.get(&p.tag))));
+        }
+        Ok(ActionOutput::new(
+            outputs,
+            format!("{}: moved `{}` from {} to {} (verified)", p.name, p.tag, p.from.as_deref().unwrap_or("unset"), p.to.as_deref().unwrap_or("removed")),
+        )
+        .with("requests", json!([record_json(&req)])))
+    }
+
+    async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
+        let c = client(ctx)?;
+        match self.decide(&c, inputs).await {
+            Ok(p) => {
+                let outputs = json!({ "package": p.name, "tag": p.tag, "from": p.from, "to": p.to, "changed": p.request.is_some() });
+                match p.request {
+                    Some(req) => Ok(ActionOutput::new(outputs, format!("rehearsal: would {} {}", req.method, req.url))
+                        .with("requests", json!([record_json(&req)]))),
+                    None => Ok(ActionOutput::new(outputs, format!("rehearsal: `{}` of {} is already safe", p.tag, p.name))),
+                }
+            }
+            Err(ActionError::Http(h)) => {
+                let e = NpmError::Http(h);
+                Ok(ActionOutput::new(json!({}), "rehearsal: could not read the dist-tags".to_string())
+                    .with("findings", json!([finding_for(&e, &c, "read the dist-tags")])))
+            }
+            // In a rehearsal the deprecations were not really made, so `latest` may still sit
+            // on a version the live run would have deprecated: that is what we report.
+            Err(e) => Ok(ActionOutput::new(json!({}), format!("rehearsal: {e}")).with("findings", json!([format!("blocker: {e}")]))),
+        }
+    }
+
+    async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
+        let c = client(ctx)?;
+        match self.decide(&c, inputs).await {
+            Ok(p) if p.request.is_none() => Ok(Probe::Done {
+                outputs: json!({ "package": p.name, "tag": p.tag, "from": p.from, "to": p.to, "changed": true }),
+                evidence: json!({ "tag": p.tag, "points_at": p.to }),
+            }),
+            Ok(p) => Ok(Probe::NotDone { evidence: json!({ "tag": p.tag, "points_at": p.from }) }),
+            Err(e) => Ok(Probe::Unknown { reason: e.to_string() }),
+        }
+    }
+}
+
+// ---- npm.revoke_token -----------------------------------------------------------------
+
+pub struct RevokeToken;
+
+/// Does the masked token the registry shows (e.g. `YWVjZ...lZjY=`) belong to `secret`?
+fn masked_matches(masked: &str, secret: &SecretString) -> bool {
+    let s = secret.expose_secret();
+    match masked.split_once("...") {
+        Some((pre, suf)) if !pre.is_empty() && !suf.is_empty() => s.starts_with(pre) && s.ends_with(suf),
+        _ => false,
+    }
+}
+
+fn find_token<'a>(tokens: &'a [TokenInfo], wanted: &str) -> Result<Option<&'a TokenInfo>, ActionError> {
+    let wanted = wanted.trim();
+    if let Some(t) = tokens.iter().find(|t| t.key == wanted) {
+        return Ok(Some(t));
+    }
+    if wanted.len() < 6 {
+        return Err(ActionError::Input("a token key prefix must have at least 6 characters".into()));
+    }
+    let hits: Vec<&TokenInfo> = tokens.iter().filter(|t| t.key.starts_with(wanted)).collect();
+    match hits.len() {
+        0 => Ok(None),
+        1 => Ok(hits.first().copied()),
+        n => Err(ActionError::Input(format!("`{wanted}` matches {n} tokens; give more of the key"))),
+    }
+}
+
+impl RevokeToken {
+    fn leaked_secret(inputs: &Value) -> Result<Option<SecretString>, ActionError> {
+        match opt_str_input(inputs, "secret_env")? {
+            Some(var) => crate::secrets::from_env(var).map(Some).map_err(|e| ActionError::Config(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    fn check_self(c: &NpmClient, ctx: &ActionCtx, t: &TokenInfo, inputs: &Value) -> Result<(), ActionError> {
+        if bool_input(inputs, "allow_self", false)? {
+            return Ok(());
+        }
+        if let Ok(Some(own)) = load_token(&ctx.config.npm) {
+            if masked_matches(&t.token, &own) {
+                return Err(ActionError::Refused(format!(
+                    "token {} is Recall's own configured token for {}; revoking it would stop the response. Set `allow_self: true` to do it anyway",
+                    t.key,
+                    c.registry()
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Action for RevokeToken {
+    fn spec(&self) -> &'static ActionSpec {
+        &REVOKE
+    }
+
+    async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
+        let wanted = str_input(inputs, "token")?;
+        let leaked = Self::leaked_secret(inputs)?;
+        let c = client(ctx)?;
+        let tokens = c.list_tokens().await?;
+        let t = find_token(&tokens, wanted)?
+            .ok_or_else(|| ActionError::Failed(format!("no token with key `{wanted}` is listed for this account")))?
+            .clone();
+        Self::check_self(&c, ctx, &t, inputs)?;
+        let req = c.revoke_token_request(&t.key)?;
+        ctx.ensure_live(&req)?;
+        c.send(&req).await?;
+        // Prove it: the key is gone from the list, and the leaked value (when known) is refused.
+        let after = c.list_tokens().await?;
+        if after.iter().any(|x| x.key == t.key) {
+            return Err(ActionError::Failed(format!("token {} is still listed after the revoke", t.key)));
+        }
+        let (proven, fp, proof) = match &leaked {
+            Some(s) => match c.whoami(Some(s)).await {
+                Err(e) if e.is_auth_refused() => (true, Some(token_fingerprint(s)), format!("whoami with the old token now answers {}", e.status().unwrap_or(0))),
+                Ok(user) => {
+                    return Err(ActionError::Failed(format!("the old token still authenticates as `{user}` after the revoke")));
+                }
+                Err(e) => return Err(ActionError::Http(e)),
+            },
+            None => (false, None, "key no longer listed (no leaked value given to test with)".to_string()),
+        };
+        Ok(ActionOutput::new(
+            json!({ "key": t.key, "revoked": true, "proven_dead": proven, "fingerprint": fp }),
+            format!("revoked token {}; {proof}", t.key),
+        )
+        .with("requests", json!([record_json(&req)])))
+    }
+
+    async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
+        let wanted = str_input(inputs, "token")?;
+        let c = client(ctx)?;
+        let mut findings = Vec::new();
+        let key = match c.list_tokens().await {
+            Ok(tokens) => match find_token(&tokens, wanted) {
+                Ok(Some(t)) => {
+                    if let Err(e) = Self::check_self(&c, ctx, t, inputs) {
+                        findings.push(format!("blocker: {e}"));
+                    }
+                    t.key.clone()
+                }
+                Ok(None) => {
+                    findings.push(format!("blocker: no token with key `{wanted}` is listed for Recall's account"));
+                    wanted.to_string()
+                }
+                Err(e) => {
+                    findings.push(format!("blocker: {e}"));
+                    wanted.to_string()
+                }
+            },
+            Err(e) => {
+                findings.push(finding_for(&NpmError::Http(e), &c, "list tokens"));
+                wanted.to_string()
+            }
+        };
+        let req = c.revoke_token_request(&key)?;
+        Ok(ActionOutput::new(json!({ "key": key, "revoked": false, "proven_dead": false }), format!("rehearsal: would DELETE {}", req.url))
+            .with("requests", json!([record_json(&req)]))
+            .with("findings", json!(findings)))
+    }
+
+    async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
+        let wanted = str_input(inputs, "token")?;
+        let c = client(ctx)?;
+        match c.list_tokens().await {
+            Ok(tokens) => match find_token(&tokens, wanted) {
+                Ok(None) => Ok(Probe::Done {
+                    outputs: json!({ "key": wanted, "revoked": true, "proven_dead": false }),
+                    evidence: json!({ "listed": false }),
+                }),
+                Ok(Some(_)) => Ok(Probe::NotDone { evidence: json!({ "listed": true }) }),
+                Err(e) => Ok(Probe::Unknown { reason: e.to_string() }),
+            },
+            Err(e) => Ok(Probe::Unknown { reason: e.to_string() }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_split_at_the_version_at() {
+        assert_eq!(split_spec("left-pad@1.3.0").unwrap(), ("left-pad".into(), "1.3.0".into()));
+        assert_eq!(split_spec("@solana/web3.js@1.95.6").unwrap(), ("@solana/web3.js".into(), "1.95.6".into()));
+        assert_eq!(split_spec("rc@>=1.2.9 <1.3.0").unwrap(), ("rc".into(), ">=1.2.9 <1.3.0".into()));
+        assert!(split_spec("@solana/web3.js").is_err());
+        assert!(split_spec("left-pad@").is_err());
+    }
+
+    #[test]
+    fn masked_token_matching() {
+        let s = SecretString::from("YWVjZabcdefghijklZjY=".to_string());
+        assert!(masked_matches("YWVjZ...lZjY=", &s));
+        assert!(!masked_matches("XXXXX...lZjY=", &s));
+        assert!(!masked_matches("no-dots", &s));
+    }
+}

@@ -1,0 +1,492 @@
+//! The command line: argument parsing (clap) and one handler per command. Errors map to exit
+//! codes in one place ([`CliError::exit_code`]): 0 done, 1 failed, 2 usage or invalid input,
+//! 3 waiting on a human.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::actions::Registry;
+use crate::bundled;
+use crate::config::Config;
+use crate::engine::{Decision, IncidentStatus, Mode, Resolution};
+use crate::playbook;
+use crate::runner::{DriveOutcome, RunError, Runner, StartRequest, now_ms};
+use crate::store::{self, Store};
+use crate::timeline;
+
+#[derive(Parser, Debug)]
+#[command(name = "recall", version, about = "Bad-release incident response: contain, rotate, scope, clean up, and draft the postmortem.")]
+pub struct Cli {
+    /// Database URL (SQLite: sqlite://PATH).
+    #[arg(long, global = true, env = "RECALL_DATABASE_URL", default_value = "sqlite://recall.db")]
+    pub db: String,
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "RECALL_CONFIG")]
+    pub config: Option<String>,
+    /// Log as JSON lines on stderr.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start, list, show, resume incidents.
+    #[command(subcommand)]
+    Incident(IncidentCmd),
+    /// Approve (or reject) a gated step.
+    Approve(ApproveArgs),
+    /// Print an incident's timeline.
+    Timeline {
+        id: String,
+        #[arg(long, value_enum, default_value = "md")]
+        format: TimelineFormat,
+    },
+    /// Audit the hash-chained timeline.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Print (or write) the drafted postmortem.
+    Postmortem {
+        id: String,
+        #[arg(long)]
+        out: Option<String>,
+        /// A handlebars template to use instead of the bundled one.
+        #[arg(long)]
+        template: Option<String>,
+    },
+    /// Add a human note to an incident's timeline.
+    Note {
+        id: String,
+        text: String,
+        #[arg(long = "as", env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Lint playbooks, print the JSON Schema, list the bundled ones.
+    #[command(subcommand)]
+    Playbook(PlaybookCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentCmd {
+    /// Start an incident and drive it until it finishes or waits on a human.
+    Start(StartArgs),
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pick up interrupted incidents (all unfinished ones, or one).
+    Resume { id: Option<String> },
+    /// Answer a step paused because an attempt's effect could not be determined.
+    Resolve {
+        id: String,
+        step: String,
+        #[arg(long = "as")]
+        actor: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_enum)]
+        resolution: ResolutionArg,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Playbook file or bundled name.
+    #[arg(long)]
+    pub playbook: Option<String>,
+    /// A game-day scenario (file or bundled name) giving the playbook and its params.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// KEY=VALUE; lists as a,b,c or a JSON array. Repeatable; overrides the scenario.
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Rehearsal: plan only, no mutating request leaves the process.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer approvals as `game-day` (rehearsal only).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Who is starting the incident.
+    #[arg(long = "as", env = "USER", default_value = "cli")]
+    pub actor: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ApproveArgs {
+    pub id: String,
+    pub step: String,
+    #[arg(long = "as")]
+    pub actor: String,
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub reject: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Recompute the hash chain; exit 1 with the first bad seq if it is broken.
+    Verify { id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlaybookCmd {
+    Lint {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    Schema,
+    List,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum TimelineFormat {
+    Json,
+    Md,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum ResolutionArg {
+    Done,
+    Retry,
+    Fail,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Lookup(#[from] bundled::LookupError),
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) | Self::Config(_) | Self::Lookup(_) => 2,
+            Self::Run(RunError::Playbook(_) | RunError::Params(_) | RunError::Invalid(_) | RunError::NotFound(_)) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Exit code for an incident's state.
+fn status_code(s: IncidentStatus) -> u8 {
+    match s {
+        IncidentStatus::Succeeded => 0,
+        IncidentStatus::Failed => 1,
+        IncidentStatus::Waiting | IncidentStatus::Running => 3,
+    }
+}
+
+fn out(line: impl AsRef<str>) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{}", line.as_ref());
+}
+
+struct Env {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    registry: Arc<Registry>,
+}
+
+impl Env {
+    async fn open(cli: &Cli) -> Result<Self, CliError> {
+        let config = Arc::new(Config::load(cli.config.as_deref())?);
+        let store = store::open(&cli.db).await?;
+        Ok(Self {
+            store,
+            config,
+            registry: Arc::new(Registry::builtin()),
+        })
+    }
+
+    fn runner(&self) -> Runner {
+        Runner::new(self.store.clone(), self.registry.clone(), self.config.clone())
+    }
+}
+
+fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    raw.iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| CliError::Usage(format!("--param `{p}`: expected KEY=VALUE")))
+        })
+        .collect()
+}
+
+fn report(id: &str, outcome: &DriveOutcome, json: bool) -> u8 {
+    let (status, code) = match outcome {
+        DriveOutcome::Finished(s) => (s.as_str().to_string(), status_code(*s)),
+        DriveOutcome::Elsewhere => ("queued".to_string(), 0),
+    };
+    if json {
+        out(json!({ "id": id, "status": status }).to_string());
+    } else {
+        match outcome {
+            DriveOutcome::Finished(IncidentStatus::Waiting) => out(format!(
+                "{id}\nwaiting on a human: `recall incident show {id}` says which step; approve with `recall approve {id} STEP --as WHO --reason TEXT`"
+            )),
+            DriveOutcome::Elsewhere => out(format!(
+                "{id}\nrecorded; another running recall process is driving this incident and will apply it"
+            )),
+            DriveOutcome::Finished(s) => out(format!("{id}\n{s}")),
+        }
+    }
+    code
+}
+
+pub async fn run(cli: Cli) -> Result<u8, CliError> {
+    match &cli.command {
+        Command::Playbook(cmd) => return playbook_cmd(cmd),
+        Command::Incident(IncidentCmd::Start(a)) => {
+            // Validate everything cheap before opening (and so creating) the database.
+            let (file, source, params) = start_inputs(a)?;
+            let env = Env::open(&cli).await?;
+            let req = StartRequest {
+                file,
+                source,
+                params,
+                mode: if a.dry_run { Mode::Rehearsal } else { Mode::Live },
+                auto_approve: a.auto_approve,
+                started_by: a.actor.clone(),
+            };
+            let (id, outcome) = env.runner().start(req).await?;
+            return Ok(report(&id, &outcome, a.json));
+        }
+        _ => {}
+    }
+    let env = Env::open(&cli).await?;
+    match cli.command {
+        Command::Playbook(_) | Command::Incident(IncidentCmd::Start(_)) => Ok(0),
+        Command::Incident(IncidentCmd::List { json }) => {
+            let list = env.store.list().await?;
+            if json {
+                out(serde_json::to_string_pretty(&list).unwrap_or_default());
+            } else {
+                out(format!("{:<16} {:<10} {:<10} {:<26} {}", "ID", "STATUS", "MODE", "STARTED", "PLAYBOOK"));
+                for i in list {
+                    out(format!(
+                        "{:<16} {:<10} {:<10} {:<26} {}",
+                        i.id,
+                        i.status,
+                        i.mode,
+                        crate::postmortem::rfc3339(i.created_at),
+                        i.playbook_name
+                    ));
+                }
+            }
+            Ok(0)
+        }
+        Command::Incident(IncidentCmd::Show { id, json }) => show(&env, &id, json).await,
+        Command::Incident(IncidentCmd::Resume { id }) => {
+            let runner = env.runner();
+            let results = match id {
+                Some(id) => vec![(id.clone(), runner.drive(&id).await?)],
+                None => runner.resume_all().await?,
+            };
+            let mut code = 0;
+            for (id, o) in &results {
+                code = code.max(report(id, o, false));
+            }
+            if results.is_empty() {
+                out("nothing to resume");
+            }
+            Ok(code)
+        }
+        Command::Incident(IncidentCmd::Resolve { id, step, actor, reason, resolution }) => {
+            let r = match resolution {
+                ResolutionArg::Done => Resolution::MarkDone,
+                ResolutionArg::Retry => Resolution::Retry,
+                ResolutionArg::Fail => Resolution::Fail,
+            };
+            let o = env.runner().resolve(&id, &step, &actor, r, &reason).await?;
+            Ok(report(&id, &o, false))
+        }
+        Command::Approve(a) => {
+            let d = if a.reject { Decision::Reject } else { Decision::Approve };
+            let o = env.runner().decide(&a.id, &a.step, &a.actor, d, &a.reason).await?;
+            Ok(report(&a.id, &o, a.json))
+        }
+        Command::Timeline { id, format } => {
+            let inc = env.store.incident(&id).await?.ok_or_else(|| RunError::NotFound(id.clone()))?;
+            let events = env.store.events(&id).await?;
+            match format {
+                TimelineFormat::Json => out(
+                    serde_json::to_string_pretty(&timeline::render::to_json(&inc, &events)).unwrap_or_default(),
+                ),
+                TimelineFormat::Md => out(timeline::render::to_markdown(&inc, &events)),
+            }
+            Ok(0)
+        }
+        Command::Audit(AuditCmd::Verify { id }) => {
+            let inc = env.store.incident(&id).await?.ok_or_else(|| RunError::NotFound(id.clone()))?;
+            let events = env.store.events(&id).await?;
+            match timeline::verify(&events, inc.head_seq, &inc.head_hash) {
+                Ok(n) => {
+                    out(format!("ok: {n} events, chain intact, head {}", inc.head_hash));
+                    Ok(0)
+                }
+                Err(e) => {
+                    out(format!("BROKEN at seq {}: {e}", e.seq()));
+                    Ok(1)
+                }
+            }
+        }
+        Command::Postmortem { id, out: path, template } => {
+            let tpl = match template {
+                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| CliError::Usage(format!("--template {p}: {e}")))?),
+                None => None,
+            };
+            let text = crate::postmortem::render_for(env.store.as_ref(), &id, None, tpl.as_deref(), now_ms())
+                .await
+                .map_err(|e| match e {
+                    crate::postmortem::PostmortemError::NotFound(i) => CliError::Run(RunError::NotFound(i)),
+                    e => CliError::Failed(e.to_string()),
+                })?;
+            match path {
+                Some(p) => {
+                    std::fs::write(&p, &text)?;
+                    out(format!("wrote {p} ({} bytes)", text.len()));
+                }
+                None => out(text),
+            }
+            Ok(0)
+        }
+        Command::Note { id, text, actor } => {
+            if env.store.incident(&id).await?.is_none() {
+                return Err(RunError::NotFound(id).into());
+            }
+            env.store
+                .append(
+                    &id,
+                    vec![crate::engine::Entry {
+                        at: now_ms(),
+                        actor: actor.clone(),
+                        kind: "note".into(),
+                        step: None,
+                        index: None,
+                        summary: text.clone(),
+                        data: json!({ "text": text }),
+                    }],
+                )
+                .await?;
+            out("noted");
+            Ok(0)
+        }
+    }
+}
+
+fn start_inputs(a: &StartArgs) -> Result<(String, Vec<u8>, Vec<(String, String)>), CliError> {
+    let mut params = Vec::new();
+    let name = match (&a.scenario, &a.playbook) {
+        (Some(s), pb) => {
+            let sc = bundled::scenario(s)?;
+            params = sc.raw_params();
+            pb.clone().unwrap_or(sc.playbook)
+        }
+        (None, Some(pb)) => pb.clone(),
+        (None, None) => return Err(CliError::Usage("give --playbook PATH_OR_NAME or --scenario NAME".into())),
+    };
+    for (k, v) in parse_params(&a.params)? {
+        params.retain(|(pk, _)| *pk != k);
+        params.push((k, v));
+    }
+    let (file, source) = bundled::playbook(&name)?;
+    Ok((file, source, params))
+}
+
+async fn show(env: &Env, id: &str, json_out: bool) -> Result<u8, CliError> {
+    let run = env.store.load(id).await?.ok_or_else(|| RunError::NotFound(id.to_string()))?;
+    if json_out {
+        out(serde_json::to_string_pretty(&json!({
+            "incident": run.incident, "steps": run.steps, "tasks": run.tasks, "approvals": run.approvals,
+        }))
+        .unwrap_or_default());
+    } else {
+        let i = &run.incident;
+        out(format!("{}  {}  {}{}", i.id, i.playbook_name, i.status, if i.mode == "rehearsal" { "  (REHEARSAL)" } else { "" }));
+        out(format!("started {} by {}", crate::postmortem::rfc3339(i.created_at), i.started_by));
+        for s in &run.steps {
+            let n = run.tasks.iter().filter(|t| t.step_id == s.step_id).count();
+            let done = run.tasks.iter().filter(|t| t.step_id == s.step_id && t.status == "succeeded").count();
+            out(format!(
+                "  {:<20} {:<18} {done}/{n}{}",
+                s.step_id,
+                s.status,
+                s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
+            ));
+        }
+    }
+    Ok(0)
+}
+
+fn playbook_cmd(cmd: &PlaybookCmd) -> Result<u8, CliError> {
+    let registry = Registry::builtin();
+    match cmd {
+        PlaybookCmd::Schema => {
+            out(serde_json::to_string_pretty(&playbook::json_schema()).unwrap_or_default());
+            Ok(0)
+        }
+        PlaybookCmd::List => {
+            for (name, text) in bundled::PLAYBOOKS {
+                let desc = playbook::parse(name, text.as_bytes(), &registry)
+                    .map(|(p, _)| p.description.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default();
+                out(format!("{name:<28} {desc}"));
+            }
+            Ok(0)
+        }
+        PlaybookCmd::Lint { paths } => {
+            let mut failed = false;
+            for p in paths {
+                let (file, bytes) = match bundled::playbook(p) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        eprintln!("{p}: error: {e}");
+                        failed = true;
+                        continue;
+                    }
+                };
+                match playbook::parse(&file, &bytes, &registry) {
+                    Ok((pb, warnings)) => {
+                        for w in &warnings {
+                            eprintln!("{w}");
+                        }
+                        out(format!("{file}: ok ({} steps, sha256 {})", pb.steps.len(), pb.sha256));
+                    }
+                    Err(diags) => {
+                        eprintln!("{diags}");
+                        failed = true;
+                    }
+                }
+            }
+            Ok(u8::from(failed))
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Configuration (`--config FILE`, TOML). Secrets are never inline: a config names the env
+//! var or file that holds each one.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config `{path}`: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config `{path}`: {message}")]
+    Parse { path: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub npm: NpmConfig,
+    pub engine: EngineConfig,
+    pub approvals: ApprovalsConfig,
+    /// Approver groups: `release-admins = ["alice", "bob"]`, used by `approval.from`.
+    pub groups: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NpmConfig {
+    pub registry: String,
+    /// Name of the env var holding Recall's npm token.
+    pub token_env: Option<String>,
+    /// Or a file holding it.
+    pub token_file: Option<String>,
+    /// Env var holding a one-time password for accounts with 2FA on writes.
+    pub otp_env: Option<String>,
+    /// Per-request timeout.
+    pub timeout: String,
+}
+
+impl Default for NpmConfig {
+    fn default() -> Self {
+        Self {
+            registry: "https://registry.npmjs.org".into(),
+            token_env: Some("NPM_TOKEN".into()),
+            token_file: None,
+            otp_env: None,
+            timeout: "30s".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Attempts in flight at once across the incident.
+    pub concurrency: usize,
+    /// Fan-out concurrency of a `for_each` step that sets none.
+    pub default_fanout: u32,
+    /// How long a runner's claim on an incident lasts without renewal.
+    pub lease_ttl: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 64,
+            default_fanout: 16,
+            lease_ttl: "15s".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApprovalsConfig {
+    pub allow_self_approval: bool,
+    pub timeout: String,
+}
+
+impl Default for ApprovalsConfig {
+    fn default() -> Self {
+        Self {
+            allow_self_approval: false,
+            timeout: "24h".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Self::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        // Validate durations now, so a bad config fails before an incident starts.
+        for (what, d) in [
+            ("npm.timeout", &cfg.npm.timeout),
+            ("engine.lease_ttl", &cfg.engine.lease_ttl),
+            ("approvals.timeout", &cfg.approvals.timeout),
+        ] {
+            parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
+        }
+        if cfg.engine.concurrency == 0 {
+            return Err(ConfigError::Invalid("engine.concurrency must be >= 1".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// The groups a person belongs to.
+    pub fn groups_of(&self, person: &str) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|(_, members)| members.iter().any(|m| m == person))
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+}
+
+/// `500ms`, `30s`, `2m`, `1h`, `1d` → milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` has no unit (use ms, s, m, h or d)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 30s or 2m"))?;
+    let mult = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Ok(500));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert!(parse_duration_ms("2 weeks").is_err());
+        assert!(parse_duration_ms("").is_err());
+    }
+
+    #[test]
+    fn config_rejects_unknown_keys_and_inline_tokens() {
+        let err = Config::parse("c.toml", "[npm]\ntoken = \"abc\"\n").unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+        let ok = Config::parse(
+            "c.toml",
+            "[npm]\nregistry = \"http://127.0.0.1:4873\"\ntoken_env = \"T\"\n[groups]\nrelease-admins = [\"alice\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.groups_of("alice"), vec!["release-admins".to_string()]);
+    }
+}

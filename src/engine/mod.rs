@@ -1,0 +1,200 @@
+//! The durable state machine, pure: `(RunState, Event) -> Vec<Command>`.
+//!
+//! No I/O, no clock, no randomness: time arrives inside events, jitter is derived from the
+//! idempotency key, and every world-touching effect leaves as a [`Command`] for the runner.
+//! The runner persists the rows this module marks dirty (and the timeline entries it emits)
+//! in one transaction *before* it executes any `Invoke`: that commit is the intent record.
+
+mod schedule;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use schedule::{next_wake, step_target};
+pub use state::*;
+
+/// Something that happened, fed to [`handle`].
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// Look for progress: ready steps, due retry timers, expired approval waits.
+    Tick { now: Millis },
+    /// The engine (re)started on a stored run: attempts that were in flight are reconciled.
+    Resumed { now: Millis },
+    /// An attempt returned. `attempt` is the fencing token: a stale completion is ignored.
+    TaskFinished {
+        step: String,
+        index: u32,
+        attempt: u32,
+        outcome: Outcome,
+        now: Millis,
+    },
+    /// The answer of an action's probe for an attempt that may or may not have taken effect.
+    Probed {
+        step: String,
+        index: u32,
+        attempt: u32,
+        verdict: ProbeVerdict,
+        now: Millis,
+    },
+    /// A person approved or rejected a gate. `groups` are the actor's groups, resolved by
+    /// the caller from configuration; `target`, when given, must match the gate's target.
+    Decision {
+        step: String,
+        actor: String,
+        groups: Vec<String>,
+        decision: Decision,
+        reason: String,
+        target: Option<String>,
+        now: Millis,
+    },
+    /// A person answered a paused step (an attempt whose effect could not be determined).
+    Resolve {
+        step: String,
+        actor: String,
+        resolution: Resolution,
+        reason: String,
+        now: Millis,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Success {
+        outputs: Value,
+        /// Details for the timeline: requests sent (live) or that would be sent (rehearsal),
+        /// findings, evidence. Never contains a secret.
+        detail: Value,
+    },
+    Failure {
+        error: String,
+        /// Network trouble, 429, 5xx: worth retrying. A permanent 4xx is not.
+        transient: bool,
+        /// The request may have reached the server (timeout, reset): the effect is unknown.
+        ambiguous: bool,
+        retry_after_ms: Option<u64>,
+        detail: Value,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeVerdict {
+    Done { outputs: Value, evidence: Value },
+    NotDone { evidence: Value },
+    Unknown { reason: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The person checked: the effect happened.
+    MarkDone,
+    /// The person checked: it did not happen; send it again.
+    Retry,
+    /// Give up on this step.
+    Fail,
+}
+
+/// One unit of work for the runner.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Invocation {
+    pub incident: String,
+    pub step: String,
+    pub index: u32,
+    pub attempt: u32,
+    pub uses: String,
+    pub inputs: Value,
+    pub idem_key: String,
+    pub mutating: bool,
+    pub timeout_ms: Option<u64>,
+    pub mode: Mode,
+}
+
+/// A timeline entry to append (the store chains it by hash).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Entry {
+    pub at: Millis,
+    pub actor: String,
+    pub kind: String,
+    pub step: Option<String>,
+    pub index: Option<u32>,
+    pub summary: String,
+    pub data: Value,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// Run the action (its `run` live, its `plan` in rehearsal).
+    Invoke(Invocation),
+    /// Ask the action whether the attempt already took effect.
+    Probe(Invocation),
+    /// Append to the timeline, in the same transaction as the state change.
+    Record(Entry),
+}
+
+/// The engine's single entry point.
+pub fn handle(state: &mut RunState, event: Event) -> Vec<Command> {
+    let mut out = Vec::new();
+    let now = match event {
+        Event::Tick { now } => now,
+        Event::Resumed { now } => {
+            schedule::on_resumed(state, now, &mut out);
+            now
+        }
+        Event::TaskFinished {
+            step,
+            index,
+            attempt,
+            outcome,
+            now,
+        } => {
+            schedule::on_task_finished(state, &step, index, attempt, outcome, now, &mut out);
+            now
+        }
+        Event::Probed {
+            step,
+            index,
+            attempt,
+            verdict,
+            now,
+        } => {
+            schedule::on_probed(state, &step, index, attempt, verdict, now, &mut out);
+            now
+        }
+        Event::Decision {
+            step,
+            actor,
+            groups,
+            decision,
+            reason,
+            target,
+            now,
+        } => {
+            let d = schedule::DecisionIn {
+                step: &step,
+                actor: &actor,
+                groups: &groups,
+                decision,
+                reason: &reason,
+                target: target.as_deref(),
+            };
+            schedule::on_decision(state, d, now, &mut out);
+            now
+        }
+        Event::Resolve {
+            step,
+            actor,
+            resolution,
+            reason,
+            now,
+        } => {
+            schedule::on_resolve(state, &step, &actor, resolution, &reason, now, &mut out);
+            now
+        }
+    };
+    schedule::advance(state, now, &mut out);
+    out
+}

@@ -1,0 +1,17 @@
+//! Recall: a bad-release incident response orchestrator.
+//!
+//! See `docs/ARCHITECTURE.md` for the code map and the invariants.
+
+pub mod actions;
+pub mod bundled;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod expr;
+pub mod net;
+pub mod playbook;
+pub mod postmortem;
+pub mod runner;
+pub mod secrets;
+pub mod store;
+pub mod timeline;

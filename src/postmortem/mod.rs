@@ -1,0 +1,289 @@
+//! The postmortem draft: a model built from the stored run and its timeline, rendered with
+//! handlebars (strict mode, no HTML escaping) from `templates/postmortem.md.hbs` or a
+//! user template. The facts come only from what was recorded.
+
+use std::collections::BTreeMap;
+
+use handlebars::{Handlebars, handlebars_helper};
+use serde_json::{Value, json};
+
+use crate::store::{IncidentRecord, Store, StoreError, StoredRun};
+use crate::timeline::{self, Event};
+
+pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/postmortem.md.hbs");
+
+#[derive(Debug, thiserror::Error)]
+pub enum PostmortemError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("incident `{0}` not found")]
+    NotFound(String),
+    #[error("template: {0}")]
+    Template(String),
+}
+
+/// The response phase an action belongs to, for grouping and time-to-contain figures.
+pub fn phase_of(uses: &str) -> &'static str {
+    let (family, verb) = uses.split_once('.').unwrap_or((uses, ""));
+    match (family, verb) {
+        (_, v) if v.contains("revoke") || v.contains("rotate") || v.contains("secret") => "rotate",
+        (_, v) if v.contains("unpublish") || v.contains("delete") => "delete",
+        ("sbom", _) | ("blast", _) => "scope",
+        (_, v) if v.contains("find") || v.contains("blast") => "scope",
+        ("postmortem", _) => "postmortem",
+        ("incident", _) => "coordination",
+        _ => "contain",
+    }
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `+1h02m03.456s` style offset from the incident's start.
+pub fn offset(ms: i64) -> String {
+    let neg = ms < 0;
+    let ms = ms.unsigned_abs();
+    let (h, m, s, milli) = (ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000);
+    let body = if h > 0 {
+        format!("{h}h{m:02}m{s:02}.{milli:03}s")
+    } else if m > 0 {
+        format!("{m}m{s:02}.{milli:03}s")
+    } else {
+        format!("{s}.{milli:03}s")
+    };
+    format!("{}{body}", if neg { "-" } else { "+" })
+}
+
+fn target_of(inputs: &Value) -> String {
+    let get = |k: &str| inputs.get(k).and_then(Value::as_str);
+    match (get("package"), get("version")) {
+        (Some(p), Some(v)) => format!("{p}@{v}"),
+        (Some(p), None) => match get("tag") {
+            Some(t) => format!("{p} dist-tag {t}"),
+            None => p.to_string(),
+        },
+        _ => ["target", "token", "digest", "image", "message", "title"]
+            .iter()
+            .find_map(|k| get(k).map(str::to_string))
+            .unwrap_or_default(),
+    }
+}
+
+/// Build the template model from the stored facts.
+pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -> Value {
+    let inc: &IncidentRecord = &run.incident;
+    let start = inc.created_at;
+    let rehearsal = inc.mode == "rehearsal";
+    let uses_of: BTreeMap<String, String> = events
+        .iter()
+        .filter(|e| e.kind == "step.started")
+        .filter_map(|e| {
+            Some((
+                e.step.clone()?,
+                e.data().get("uses")?.as_str()?.to_string(),
+            ))
+        })
+        .collect();
+
+    let mut actions = Vec::new();
+    let mut contain_first: Option<i64> = None;
+    let mut contain_last: Option<i64> = None;
+    let mut contain_pending = false;
+    let mut phase_last: BTreeMap<&'static str, i64> = BTreeMap::new();
+    let mut findings = Vec::new();
+    let mut would_send = Vec::new();
+    for t in &run.tasks {
+        let uses = uses_of.get(&t.step_id).cloned().unwrap_or_default();
+        let phase = phase_of(&uses);
+        let mine: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.step.as_deref() == Some(&t.step_id) && e.index == Some(t.item_index))
+            .collect();
+        let last = mine
+            .iter()
+            .rev()
+            .find(|e| e.kind.starts_with("attempt.") && e.kind != "attempt.started" || e.kind.starts_with("reconcile."));
+        let result = last.map(|e| e.summary.clone()).unwrap_or_else(|| t.status.clone());
+        let actor = last.map(|e| e.actor.clone()).unwrap_or_else(|| "recall".into());
+        for e in &mine {
+            let d = e.data();
+            if let Some(f) = d.pointer("/detail/findings").and_then(Value::as_array) {
+                for x in f {
+                    findings.push(json!({ "step": t.step_id, "target": target_of(&t.inputs), "finding": x }));
+                }
+            }
+            if rehearsal {
+                if let Some(r) = d.pointer("/detail/requests").and_then(Value::as_array) {
+                    for x in r {
+                        would_send.push(json!({
+                            "step": t.step_id,
+                            "method": x.get("method").cloned().unwrap_or(Value::Null),
+                            "url": x.get("url").cloned().unwrap_or(Value::Null),
+                        }));
+                    }
+                }
+            }
+        }
+        if phase == "contain" {
+            match (t.status.as_str(), t.finished_at) {
+                ("succeeded", Some(f)) => {
+                    contain_first = Some(contain_first.map_or(f, |c| c.min(f)));
+                    contain_last = Some(contain_last.map_or(f, |c| c.max(f)));
+                }
+                _ => contain_pending = true,
+            }
+        }
+        if let (true, Some(f)) = (t.status == "succeeded", t.finished_at) {
+            let e = phase_last.entry(phase).or_insert(f);
+            *e = (*e).max(f);
+        }
+        actions.push(json!({
+            "step": t.step_id,
+            "uses": uses,
+            "phase": phase,
+            "target": target_of(&t.inputs),
+            "started": t.started_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+            "ended": t.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
+            "status": t.status,
+            "attempts": t.attempt,
+            "result": result,
+            "actor": actor,
+        }));
+    }
+
+    let approvals: Vec<Value> = run
+        .approvals
+        .iter()
+        .map(|a| {
+            json!({
+                "step": a.step_id, "actor": a.approval.actor, "decision": a.approval.decision.as_str(),
+                "target": a.approval.target, "reason": a.approval.reason, "at": rfc3339(a.approval.at),
+            })
+        })
+        .collect();
+    let failures: Vec<Value> = events
+        .iter()
+        .filter(|e| e.kind == "step.failed" || e.kind == "approval.expired" || e.kind == "reconcile.unknown")
+        .map(|e| json!({ "step": e.step.clone().unwrap_or_default(), "at": rfc3339(e.at), "summary": e.summary }))
+        .collect();
+    let not_done: Vec<Value> = run
+        .steps
+        .iter()
+        .filter(|s| matches!(s.status.as_str(), "skipped" | "rejected" | "awaiting_approval" | "paused" | "pending"))
+        .map(|s| {
+            let why = events
+                .iter()
+                .rev()
+                .find(|e| e.step.as_deref() == Some(&s.step_id) && matches!(e.kind.as_str(), "step.skipped" | "approval.rejected" | "approval.requested" | "step.paused"))
+                .map(|e| e.summary.clone())
+                .unwrap_or_else(|| s.status.clone());
+            json!({ "step": s.step_id, "status": s.status, "why": why })
+        })
+        .collect();
+    let timeline: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "seq": e.seq, "at": rfc3339(e.at), "offset": offset(e.at - start), "actor": e.actor,
+                "kind": e.kind, "step": e.step.clone().unwrap_or_default(), "summary": e.summary,
+            })
+        })
+        .collect();
+    let params: Vec<Value> = inc
+        .params
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| json!({ "name": k, "value": crate::expr::to_display_string(v) }))
+                .collect()
+        })
+        .unwrap_or_default();
+    let head = events.last().map(|e| e.hash.clone()).unwrap_or_default();
+    let verified = timeline::verify(events, inc.head_seq, &inc.head_hash).is_ok();
+    let fmt_dur = |t: Option<i64>| t.map(|t| offset(t - start)).unwrap_or_else(|| "not reached".into());
+    let full = if contain_pending { None } else { contain_last };
+    let phases: Vec<Value> = phase_last
+        .iter()
+        .map(|(p, t)| json!({ "phase": p, "done": offset(t - start) }))
+        .collect();
+    json!({
+        "title": title.map(str::to_string).unwrap_or_else(|| format!("Postmortem draft: {} ({})", inc.playbook_name, inc.id)),
+        "generated_at": rfc3339(now),
+        "rehearsal": rehearsal,
+        "incident": {
+            "id": inc.id, "playbook": inc.playbook_name, "playbook_file": inc.playbook_file,
+            "playbook_sha256": inc.playbook_sha256, "mode": inc.mode, "status": inc.status,
+            "started_by": inc.started_by, "started_at": rfc3339(inc.created_at),
+            "finished_at": inc.finished_at.map(rfc3339).unwrap_or_else(|| "(still open)".into()),
+            "duration": offset(inc.finished_at.unwrap_or(now) - start),
+        },
+        "params": params,
+        "actions": actions,
+        "approvals": approvals,
+        "failures": failures,
+        "not_done": not_done,
+        "findings": findings,
+        "would_send": would_send,
+        "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
+        "phases": phases,
+        "timeline": timeline,
+        "chain": { "events": events.len(), "head": head, "verified": verified },
+    })
+}
+
+handlebars_helper!(cell: |v: Value| {
+    let s = match v { Value::String(s) => s, Value::Null => String::new(), other => other.to_string() };
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+});
+
+pub fn render(template: &str, model: &Value) -> Result<String, PostmortemError> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper("cell", Box::new(cell));
+    hb.register_template_string("pm", template)
+        .map_err(|e| PostmortemError::Template(e.to_string()))?;
+    hb.render("pm", model)
+        .map_err(|e| PostmortemError::Template(e.to_string()))
+}
+
+/// Load an incident and render its postmortem draft.
+pub async fn render_for(
+    store: &dyn Store,
+    id: &str,
+    title: Option<&str>,
+    template: Option<&str>,
+    now: i64,
+) -> Result<String, PostmortemError> {
+    let run = store
+        .load(id)
+        .await?
+        .ok_or_else(|| PostmortemError::NotFound(id.to_string()))?;
+    let events = store.events(id).await?;
+    let m = model(&run, &events, title, now);
+    render(template.unwrap_or(DEFAULT_TEMPLATE), &m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_and_phases() {
+        assert_eq!(offset(1500), "+1.500s");
+        assert_eq!(offset(3_723_004), "+1h02m03.004s");
+        assert_eq!(phase_of("npm.deprecate"), "contain");
+        assert_eq!(phase_of("npm.revoke_token"), "rotate");
+        assert_eq!(phase_of("npm.unpublish"), "delete");
+        assert_eq!(phase_of("postmortem.draft"), "postmortem");
+    }
+
+    #[test]
+    fn strict_mode_rejects_unknown_fields() {
+        assert!(render("{{nope}}", &json!({})).is_err());
+        assert_eq!(render("{{cell x}}", &json!({"x": "a|b\nc"})).unwrap(), "a\\|b c");
+    }
+}

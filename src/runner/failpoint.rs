@@ -1,0 +1,41 @@
+//! Crash-test failpoints: `RECALL_FAILPOINT=<point>:<n>` SIGKILLs this process the n-th time
+//! `<point>` is reached. Points surround every mutating call: `before_intent`,
+//! `after_intent`, `after_call`, `after_result`. Unset in production: a single atomic load.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Failpoints {
+    point: Option<String>,
+    nth: u32,
+    hits: AtomicU32,
+}
+
+impl Failpoints {
+    pub fn from_env() -> Self {
+        let Ok(spec) = std::env::var("RECALL_FAILPOINT") else {
+            return Self::default();
+        };
+        let (point, nth) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
+        Self {
+            point: Some(point.to_string()),
+            nth: nth.parse().unwrap_or(1).max(1),
+            hits: AtomicU32::new(0),
+        }
+    }
+
+    pub fn hit(&self, name: &str) {
+        if self.point.as_deref() != Some(name) {
+            return;
+        }
+        let n = self.hits.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.nth {
+            eprintln!("recall: failpoint {name}:{n} reached, killing the process");
+            // SIGKILL, not a panic or exit: no destructor, no flush, exactly like a crash.
+            // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
+    }
+}

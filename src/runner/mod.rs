@@ -1,0 +1,576 @@
+//! Drives the pure engine: owns the clock, the store, the workers and the lease.
+//!
+//! Loop: apply every event that has arrived to the run state (engine), commit the dirty rows
+//! and the timeline entries in ONE write transaction (group commit: a burst of results costs
+//! one fsync), then execute the commands — so every mutating call has its intent on disk
+//! before it leaves the process.
+
+mod failpoint;
+mod restore;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::{Instrument, info, info_span, warn};
+
+pub use failpoint::Failpoints;
+
+use crate::actions::{ActionCtx, ActionError, Probe, Registry};
+use crate::config::{Config, parse_duration_ms};
+use crate::engine::{
+    self, Command, Decision, Entry, Event, IncidentMeta, IncidentStatus, Invocation, Millis, Mode,
+    Outcome, Policy, ProbeVerdict, Resolution, RunState,
+};
+use crate::playbook::{self, Diagnostics, Playbook};
+use crate::store::{Commit, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Playbook(Diagnostics),
+    #[error("{0}")]
+    Params(Diagnostics),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("incident `{0}` not found")]
+    NotFound(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the stored playbook of `{id}` no longer parses: {detail}")]
+    Pinned { id: String, detail: String },
+}
+
+pub fn now_ms() -> Millis {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Everything needed to start an incident.
+pub struct StartRequest {
+    /// Display name of the playbook file (for diagnostics and the record).
+    pub file: String,
+    pub source: Vec<u8>,
+    pub params: Vec<(String, String)>,
+    pub mode: Mode,
+    pub auto_approve: bool,
+    pub started_by: String,
+}
+
+/// How a drive ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DriveOutcome {
+    Finished(IncidentStatus),
+    /// Another live process holds the incident; our request is queued in its inbox.
+    Elsewhere,
+}
+
+pub struct Runner {
+    pub store: Arc<dyn Store>,
+    pub registry: Arc<Registry>,
+    pub config: Arc<Config>,
+    owner: String,
+    failpoints: Arc<Failpoints>,
+}
+
+enum Done {
+    Invoke(Invocation, Outcome),
+    Probe(Invocation, ProbeVerdict),
+}
+
+impl Runner {
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: Arc<Config>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let owner = format!(
+            "{host}:{}:{}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Self {
+            store,
+            registry,
+            config,
+            owner,
+            failpoints: Arc::new(Failpoints::from_env()),
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy {
+            allow_self_approval: self.config.approvals.allow_self_approval,
+            approval_timeout_ms: parse_duration_ms(&self.config.approvals.timeout)
+                .map(|v| v as i64)
+                .unwrap_or(24 * 3_600_000),
+            default_concurrency: self.config.engine.default_fanout,
+        }
+    }
+
+    fn parse_pinned(&self, file: &str, source: &[u8]) -> Result<Playbook, Diagnostics> {
+        playbook::parse(file, source, self.registry.as_ref()).map(|(pb, _warnings)| pb)
+    }
+
+    /// Validate, create and drive a new incident. Nothing is stored when the playbook or the
+    /// parameters are invalid.
+    pub async fn start(&self, req: StartRequest) -> Result<(String, DriveOutcome), RunError> {
+        let pb = self
+            .parse_pinned(&req.file, &req.source)
+            .map_err(RunError::Playbook)?;
+        let params = playbook::bind_params(&pb, &req.params).map_err(RunError::Params)?;
+        if req.auto_approve && req.mode != Mode::Rehearsal {
+            return Err(RunError::Invalid(
+                "--auto-approve is only allowed with --dry-run (a rehearsal)".into(),
+            ));
+        }
+        let now = now_ms();
+        let id = format!("inc-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+        let meta = IncidentMeta {
+            id: id.clone(),
+            mode: req.mode,
+            status: IncidentStatus::Running,
+            params: Value::Object(params),
+            auto_approve: req.auto_approve,
+            started_by: req.started_by.clone(),
+            created_at: now,
+            finished_at: None,
+        };
+        let mut state = RunState::new(meta, Arc::new(pb), self.policy(), self.registry.info());
+        let entry = Entry {
+            at: now,
+            actor: req.started_by.clone(),
+            kind: "incident.started".into(),
+            step: None,
+            index: None,
+            summary: format!(
+                "{} started playbook `{}`{}",
+                req.started_by,
+                state.playbook.name,
+                if req.mode == Mode::Rehearsal {
+                    " as a REHEARSAL (dry-run: no mutating request leaves the process)"
+                } else {
+                    ""
+                }
+            ),
+            data: json!({
+                "playbook": state.playbook.name, "file": req.file, "sha256": state.playbook.sha256,
+                "params": state.meta.params, "mode": req.mode.as_str(), "auto_approve": req.auto_approve,
+            }),
+        };
+        let dirty = state.take_dirty();
+        self.store
+            .create_incident(
+                &req.file,
+                Commit {
+                    state: &state,
+                    dirty,
+                    entries: vec![entry],
+                    consumed_inbox: vec![],
+                    now,
+                },
+            )
+            .await?;
+        info!(incident = %id, playbook = %state.playbook.name, mode = %req.mode, "incident started");
+        let outcome = self.drive(&id).await?;
+        Ok((id, outcome))
+    }
+
+    /// Queue a human decision and, if nobody else is driving the incident, drive it.
+    pub async fn decide(
+        &self,
+        id: &str,
+        step: &str,
+        actor: &str,
+        decision: Decision,
+        reason: &str,
+    ) -> Result<DriveOutcome, RunError> {
+        if actor.trim().is_empty() {
+            return Err(RunError::Invalid("an approval needs --as WHO".into()));
+        }
+        if reason.trim().is_empty() {
+            return Err(RunError::Invalid("an approval needs --reason TEXT".into()));
+        }
+        self.store
+            .push_inbox(
+                id,
+                "decision",
+                &json!({ "step": step, "actor": actor, "decision": decision.as_str(), "reason": reason }),
+                now_ms(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(i) => RunError::NotFound(i),
+                e => RunError::Store(e),
+            })?;
+        self.drive(id).await
+    }
+
+    /// Queue a human resolution of a paused step and drive.
+    pub async fn resolve(
+        &self,
+        id: &str,
+        step: &str,
+        actor: &str,
+        resolution: Resolution,
+        reason: &str,
+    ) -> Result<DriveOutcome, RunError> {
+        self.store
+            .push_inbox(
+                id,
+                "resolve",
+                &json!({ "step": step, "actor": actor, "resolution": resolution, "reason": reason }),
+                now_ms(),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(i) => RunError::NotFound(i),
+                e => RunError::Store(e),
+            })?;
+        self.drive(id).await
+    }
+
+    /// Resume every unfinished incident (engine start, `recall incident resume`).
+    pub async fn resume_all(&self) -> Result<Vec<(String, DriveOutcome)>, RunError> {
+        let mut out = Vec::new();
+        for id in self.store.unfinished().await? {
+            let r = self.drive(&id).await?;
+            out.push((id, r));
+        }
+        Ok(out)
+    }
+
+    fn alive_check() -> impl Fn(&str) -> bool + Send + Sync {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        move |owner: &str| {
+            let mut parts = owner.split(':');
+            let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            if h != host {
+                return true; // another machine: only its lease expiry can tell
+            }
+            pid.parse::<u32>()
+                .map(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+                .unwrap_or(false)
+        }
+    }
+
+    fn lease_ttl(&self) -> i64 {
+        parse_duration_ms(&self.config.engine.lease_ttl).unwrap_or(15_000) as i64
+    }
+
+    /// Drive one incident until it finishes or waits on a human.
+    pub async fn drive(&self, id: &str) -> Result<DriveOutcome, RunError> {
+        let alive = Self::alive_check();
+        if !self
+            .store
+            .acquire_lease(id, &self.owner, now_ms(), self.lease_ttl(), &alive)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(i) => RunError::NotFound(i),
+                e => RunError::Store(e),
+            })?
+        {
+            return Ok(DriveOutcome::Elsewhere);
+        }
+        let result = self
+            .drive_leased(id)
+            .instrument(info_span!("incident", incident = %id))
+            .await;
+        if let Err(e) = self.store.release_lease(id, &self.owner).await {
+            warn!(incident = %id, error = %e, "could not release lease");
+        }
+        result.map(DriveOutcome::Finished)
+    }
+
+    async fn drive_leased(&self, id: &str) -> Result<IncidentStatus, RunError> {
+        let run = self
+            .store
+            .load(id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        if let Some(s) = IncidentStatus::parse(&run.incident.status) {
+            if s.is_terminal() {
+                return Ok(s);
+            }
+        }
+        // The run is pinned to the exact playbook bytes it started with.
+        let pb = self
+            .parse_pinned(&run.incident.playbook_file, run.incident.playbook_source.as_bytes())
+            .map_err(|d| RunError::Pinned {
+                id: id.to_string(),
+                detail: d.to_string(),
+            })?;
+        let mut state = restore::restore(run, Arc::new(pb), self.policy(), self.registry.info())
+            .map_err(|detail| RunError::Pinned {
+                id: id.to_string(),
+                detail,
+            })?;
+        let sem = Arc::new(Semaphore::new(self.config.engine.concurrency.max(1)));
+        let mut workers: JoinSet<Done> = JoinSet::new();
+        let mut events = vec![Event::Resumed { now: now_ms() }];
+        let ttl = self.lease_ttl();
+        let mut lease_renewed = now_ms();
+        let alive = Self::alive_check();
+        loop {
+            // Requests from outside (approvals, resolutions).
+            let inbox = self.store.pending_inbox(id).await?;
+            let mut consumed = Vec::new();
+            for item in inbox {
+                consumed.push(item.id);
+                if let Some(ev) = self.inbox_event(&item.kind, &item.payload) {
+                    events.push(ev);
+                }
+            }
+            let mutating_results = state.meta.mode == Mode::Live
+                && events.iter().any(|e| match e {
+                    Event::TaskFinished { step, .. } => state
+                        .playbook
+                        .step(step)
+                        .is_some_and(|d| state.action(&d.uses).mutating),
+                    _ => false,
+                });
+            let mut cmds = Vec::new();
+            for ev in events.drain(..) {
+                cmds.extend(engine::handle(&mut state, ev));
+            }
+            let has_mutating_invoke = cmds
+                .iter()
+                .any(|c| matches!(c, Command::Invoke(i) if i.mutating && i.mode == Mode::Live));
+            if has_mutating_invoke {
+                self.failpoints.hit("before_intent");
+            }
+            let dirty = state.take_dirty();
+            let mut entries = Vec::new();
+            let mut work = Vec::new();
+            for c in cmds {
+                match c {
+                    Command::Record(e) => entries.push(e),
+                    other => work.push(other),
+                }
+            }
+            if !dirty.is_empty() || !entries.is_empty() || !consumed.is_empty() {
+                let now = now_ms();
+                self.store
+                    .commit(vec![Commit {
+                        state: &state,
+                        dirty,
+                        entries,
+                        consumed_inbox: consumed,
+                        now,
+                    }])
+                    .await?;
+            }
+            if mutating_results {
+                self.failpoints.hit("after_result");
+            }
+            if has_mutating_invoke {
+                self.failpoints.hit("after_intent");
+            }
+            for c in work {
+                self.dispatch(&mut workers, sem.clone(), c);
+            }
+            if state.meta.status.is_terminal() && workers.is_empty() {
+                return Ok(state.meta.status);
+            }
+            if workers.is_empty() && state.meta.status == IncidentStatus::Waiting {
+                let next = engine::next_wake(&state);
+                if next.is_none() {
+                    return Ok(IncidentStatus::Waiting);
+                }
+            }
+            // Wait for results, a timer, or the lease renewal.
+            let now = now_ms();
+            let wake = engine::next_wake(&state)
+                .map(|w| (w - now).max(0) as u64)
+                .unwrap_or(u64::MAX)
+                .min((ttl / 3).max(100) as u64);
+            tokio::select! {
+                Some(done) = workers.join_next(), if !workers.is_empty() => {
+                    self.push_done(&mut events, done);
+                    // Group commit: take every result that is already in.
+                    while let Some(done) = workers.try_join_next() {
+                        self.push_done(&mut events, done);
+                    }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(wake)) => {
+                    events.push(Event::Tick { now: now_ms() });
+                }
+            }
+            if now_ms() - lease_renewed > ttl / 3 {
+                if !self
+                    .store
+                    .acquire_lease(id, &self.owner, now_ms(), ttl, &alive)
+                    .await?
+                {
+                    warn!(incident = %id, "lost the lease; stopping");
+                    return Ok(state.meta.status);
+                }
+                lease_renewed = now_ms();
+            }
+        }
+    }
+
+    fn push_done(
+        &self,
+        events: &mut Vec<Event>,
+        done: Result<Done, tokio::task::JoinError>,
+    ) {
+        let now = now_ms();
+        match done {
+            Ok(Done::Invoke(inv, outcome)) => events.push(Event::TaskFinished {
+                step: inv.step,
+                index: inv.index,
+                attempt: inv.attempt,
+                outcome,
+                now,
+            }),
+            Ok(Done::Probe(inv, verdict)) => events.push(Event::Probed {
+                step: inv.step,
+                index: inv.index,
+                attempt: inv.attempt,
+                verdict,
+                now,
+            }),
+            // A panicking action is a bug; its attempt stays "running" and is reconciled
+            // on the next resume rather than guessed at here.
+            Err(e) => warn!(error = %e, "an action task panicked"),
+        }
+    }
+
+    fn inbox_event(&self, kind: &str, p: &Value) -> Option<Event> {
+        let s = |k: &str| p.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let now = now_ms();
+        match kind {
+            "decision" => Some(Event::Decision {
+                step: s("step"),
+                actor: s("actor"),
+                groups: self.config.groups_of(&s("actor")),
+                decision: Decision::parse(&s("decision"))?,
+                reason: s("reason"),
+                target: p.get("target").and_then(Value::as_str).map(str::to_string),
+                now,
+            }),
+            "resolve" => Some(Event::Resolve {
+                step: s("step"),
+                actor: s("actor"),
+                resolution: match s("resolution").as_str() {
+                    "mark_done" => Resolution::MarkDone,
+                    "retry" => Resolution::Retry,
+                    _ => Resolution::Fail,
+                },
+                reason: s("reason"),
+                now,
+            }),
+            _ => None,
+        }
+    }
+
+    fn dispatch(&self, workers: &mut JoinSet<Done>, sem: Arc<Semaphore>, c: Command) {
+        let (inv, probe) = match c {
+            Command::Invoke(i) => (i, false),
+            Command::Probe(i) => (i, true),
+            Command::Record(_) => return,
+        };
+        let ctx = ActionCtx {
+            incident: inv.incident.clone(),
+            step: inv.step.clone(),
+            index: inv.index,
+            attempt: inv.attempt,
+            idem_key: inv.idem_key.clone(),
+            mode: inv.mode,
+            config: self.config.clone(),
+            store: self.store.clone(),
+        };
+        let action = self.registry.get(&inv.uses).cloned();
+        let fp = self.failpoints.clone();
+        let span = info_span!("attempt", incident = %inv.incident, step = %inv.step, item = inv.index, attempt = inv.attempt);
+        workers.spawn(
+            async move {
+                let _permit = sem.acquire_owned().await.ok();
+                let Some(action) = action else {
+                    let o = Outcome::Failure {
+                        error: format!("unknown action `{}`", inv.uses),
+                        transient: false,
+                        ambiguous: false,
+                        retry_after_ms: None,
+                        detail: Value::Null,
+                    };
+                    return Done::Invoke(inv, o);
+                };
+                let timeout = inv.timeout_ms.map(Duration::from_millis);
+                if probe {
+                    if inv.mode == Mode::Rehearsal {
+                        let v = ProbeVerdict::NotDone {
+                            evidence: json!("a rehearsal sends nothing"),
+                        };
+                        return Done::Probe(inv, v);
+                    }
+                    let fut = action.probe(&ctx, &inv.inputs);
+                    let r = with_timeout(timeout, fut).await;
+                    let verdict = match r {
+                        Ok(Probe::Done { outputs, evidence }) => ProbeVerdict::Done { outputs, evidence },
+                        Ok(Probe::NotDone { evidence }) => ProbeVerdict::NotDone { evidence },
+                        Ok(Probe::Unknown { reason }) => ProbeVerdict::Unknown { reason },
+                        Err(e) => ProbeVerdict::Unknown {
+                            reason: format!("probe failed: {e}"),
+                        },
+                    };
+                    return Done::Probe(inv, verdict);
+                }
+                let r = if inv.mode == Mode::Rehearsal {
+                    with_timeout(timeout, action.plan(&ctx, &inv.inputs)).await
+                } else {
+                    with_timeout(timeout, action.run(&ctx, &inv.inputs)).await
+                };
+                if inv.mutating && inv.mode == Mode::Live {
+                    fp.hit("after_call");
+                }
+                let outcome = match r {
+                    Ok(o) => Outcome::Success {
+                        outputs: o.outputs,
+                        detail: o.detail,
+                    },
+                    // A rehearsal records what it could not read as a finding, not a failure:
+                    // the point of a game day is to find these.
+                    Err(e) if inv.mode == Mode::Rehearsal && !matches!(e, ActionError::Input(_)) => {
+                        Outcome::Success {
+                            outputs: json!({}),
+                            detail: json!({
+                                "summary": format!("rehearsal could not plan this step: {e}"),
+                                "findings": [format!("blocker: {e}")],
+                            }),
+                        }
+                    }
+                    Err(e) => Outcome::Failure {
+                        transient: e.is_transient(),
+                        ambiguous: e.is_ambiguous() && inv.mutating,
+                        retry_after_ms: e.retry_after_ms(),
+                        error: e.to_string(),
+                        detail: Value::Null,
+                    },
+                };
+                Done::Invoke(inv, outcome)
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn with_timeout<T>(
+    timeout: Option<Duration>,
+    fut: impl std::future::Future<Output = Result<T, ActionError>>,
+) -> Result<T, ActionError> {
+    match timeout {
+        Some(d) => tokio::time::timeout(d, fut).await.unwrap_or_else(|_| {
+            Err(ActionError::Transient(format!(
+                "timed out after {} ms",
+                d.as_millis()
+            )))
+        }),
+        None => fut.await,
+    }
+}

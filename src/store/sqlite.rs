@@ -1,0 +1,593 @@
+//! SQLite: WAL, `synchronous=FULL` (read back and enforced), `BEGIN IMMEDIATE` for every write.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool, Sqlite, Transaction};
+
+use super::*;
+use crate::engine::{Decision, Entry};
+use crate::timeline::{self, GENESIS};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn to_json(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn from_json(table: &'static str, s: &str) -> Result<Value> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> Result<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|_| StoreError::Url(url.to_string()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        let store = Self { pool };
+        store.check_durability().await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Read the pragmas back: a store that silently runs with weaker durability is a bug.
+    async fn check_durability(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await?;
+        if sync != 2 {
+            return Err(StoreError::Durability(format!(
+                "PRAGMA synchronous is {sync}, expected 2 (FULL)"
+            )));
+        }
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await?;
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            return Err(StoreError::Durability(format!(
+                "journal_mode is {mode}, expected wal"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn synchronous(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Apply pending migrations, each in its own immediate transaction; the version table is
+    /// checked inside the transaction so two processes starting at once apply each only once.
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for (version, name, sql) in MIGRATIONS {
+            let mut tx = self.begin().await?;
+            let done: Option<String> =
+                sqlx::query_scalar("SELECT checksum FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let checksum = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(sql.as_bytes()));
+            match done {
+                Some(c) if c == checksum => continue,
+                Some(_) => {
+                    return Err(StoreError::Migration {
+                        version: *version,
+                        name: name.to_string(),
+                        detail: "applied migration was edited after it shipped".into(),
+                    });
+                }
+                None => {}
+            }
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| StoreError::Migration {
+                    version: *version,
+                    name: name.to_string(),
+                    detail: e.to_string(),
+                })?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(&checksum)
+            .bind(chrono::Utc::now().timestamp_millis())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_commit(tx: &mut Transaction<'static, Sqlite>, c: &Commit<'_>) -> Result<()> {
+        let st = c.state;
+        let id = &st.meta.id;
+        if c.dirty.incident {
+            sqlx::query(
+                "UPDATE incidents SET status = $2, updated_at = $3, finished_at = $4 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(st.meta.status.as_str())
+            .bind(c.now)
+            .bind(st.meta.finished_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for sid in &c.dirty.steps {
+            let Some(s) = st.steps.get(sid) else { continue };
+            sqlx::query(
+                "INSERT INTO steps (incident_id, step_id, status, fanout, outputs_json, error, started_at, finished_at, approval_deadline)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (incident_id, step_id) DO UPDATE SET status = excluded.status, fanout = excluded.fanout,
+                   outputs_json = excluded.outputs_json, error = excluded.error, started_at = excluded.started_at,
+                   finished_at = excluded.finished_at, approval_deadline = excluded.approval_deadline",
+            )
+            .bind(id)
+            .bind(sid)
+            .bind(s.status.as_str())
+            .bind(s.fanout)
+            .bind(to_json(&s.outputs))
+            .bind(&s.error)
+            .bind(s.started_at)
+            .bind(s.finished_at)
+            .bind(s.approval_deadline)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (sid, index) in &c.dirty.tasks {
+            let Some(t) = st
+                .steps
+                .get(sid)
+                .and_then(|s| s.tasks.iter().find(|t| t.index == *index))
+            else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                 ON CONFLICT (incident_id, step_id, item_index) DO UPDATE SET status = excluded.status,
+                   attempt = excluded.attempt, inputs_json = excluded.inputs_json, outputs_json = excluded.outputs_json,
+                   error = excluded.error, next_run_at = excluded.next_run_at, needs_probe = excluded.needs_probe,
+                   started_at = excluded.started_at, finished_at = excluded.finished_at",
+            )
+            .bind(id)
+            .bind(sid)
+            .bind(i64::from(t.index))
+            .bind(to_json(&t.item))
+            .bind(t.status.as_str())
+            .bind(i64::from(t.attempt))
+            .bind(to_json(&t.inputs))
+            .bind(&t.idem_key)
+            .bind(to_json(&t.outputs))
+            .bind(&t.error)
+            .bind(t.next_run_at)
+            .bind(t.needs_probe)
+            .bind(t.started_at)
+            .bind(t.finished_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for (sid, a) in &c.dirty.approvals {
+            sqlx::query(
+                "INSERT INTO approvals (incident_id, step_id, actor, decision, target, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(sid)
+            .bind(&a.actor)
+            .bind(a.decision.as_str())
+            .bind(&a.target)
+            .bind(&a.reason)
+            .bind(a.at)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for inbox in &c.consumed_inbox {
+            sqlx::query("UPDATE inbox SET consumed_at = $2 WHERE id = $1")
+                .bind(inbox)
+                .bind(c.now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Self::append_in(tx, id, &c.entries).await
+    }
+
+    /// Append entries to the chain inside the caller's write transaction: the head is read
+    /// under the write lock, so the chain cannot fork.
+    async fn append_in(
+        tx: &mut Transaction<'static, Sqlite>,
+        id: &str,
+        entries: &[Entry],
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let row = sqlx::query("SELECT head_seq, head_hash FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let mut seq: i64 = row.try_get("head_seq")?;
+        let mut prev: String = row.try_get("head_hash")?;
+        for e in entries {
+            seq += 1;
+            let summary = crate::secrets::scrub(&e.summary);
+            let data_json = crate::secrets::scrub(&to_json(&e.data));
+            let canonical = timeline::canonical(
+                id,
+                seq,
+                e.at,
+                &e.actor,
+                &e.kind,
+                e.step.as_deref(),
+                e.index,
+                &summary,
+                &data_json,
+            );
+            let hash = timeline::chain_hash(&prev, &canonical);
+            sqlx::query(
+                "INSERT INTO events (incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(id)
+            .bind(seq)
+            .bind(e.at)
+            .bind(&e.actor)
+            .bind(&e.kind)
+            .bind(&e.step)
+            .bind(e.index.map(i64::from))
+            .bind(&summary)
+            .bind(&data_json)
+            .bind(&prev)
+            .bind(&hash)
+            .execute(&mut **tx)
+            .await?;
+            prev = hash;
+        }
+        sqlx::query("UPDATE incidents SET head_seq = $2, head_hash = $3 WHERE id = $1")
+            .bind(id)
+            .bind(seq)
+            .bind(&prev)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+fn incident_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<IncidentRecord> {
+    Ok(IncidentRecord {
+        id: r.try_get("id")?,
+        playbook_name: r.try_get("playbook_name")?,
+        playbook_sha256: r.try_get("playbook_sha256")?,
+        playbook_source: r.try_get("playbook_source")?,
+        playbook_file: r.try_get("playbook_file")?,
+        params: from_json("incidents", &r.try_get::<String, _>("params_json")?)?,
+        mode: r.try_get("mode")?,
+        status: r.try_get("status")?,
+        auto_approve: r.try_get("auto_approve")?,
+        started_by: r.try_get("started_by")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+        finished_at: r.try_get("finished_at")?,
+        head_seq: r.try_get("head_seq")?,
+        head_hash: r.try_get("head_hash")?,
+    })
+}
+
+const INCIDENT_COLS: &str = "id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, finished_at, head_seq, head_hash";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_incident(&self, file: &str, commit: Commit<'_>) -> Result<()> {
+        let st = commit.state;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO incidents (id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, head_seq, head_hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 0, $12)",
+        )
+        .bind(&st.meta.id)
+        .bind(&st.playbook.name)
+        .bind(&st.playbook.sha256)
+        .bind(&st.playbook.source)
+        .bind(file)
+        .bind(to_json(&st.meta.params))
+        .bind(st.meta.mode.as_str())
+        .bind(st.meta.status.as_str())
+        .bind(st.meta.auto_approve)
+        .bind(&st.meta.started_by)
+        .bind(st.meta.created_at)
+        .bind(GENESIS)
+        .execute(&mut *tx)
+        .await?;
+        Self::write_commit(&mut tx, &commit).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit(&self, commits: Vec<Commit<'_>>) -> Result<()> {
+        if commits.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for c in &commits {
+            Self::write_commit(&mut tx, c).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<StoredRun>> {
+        let Some(incident) = self.incident(id).await? else {
+            return Ok(None);
+        };
+        let steps = sqlx::query("SELECT step_id, status, fanout, outputs_json, error, started_at, finished_at, approval_deadline FROM steps WHERE incident_id = $1")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(StepRecord {
+                    step_id: r.try_get("step_id")?,
+                    status: r.try_get("status")?,
+                    fanout: r.try_get("fanout")?,
+                    outputs: from_json("steps", &r.try_get::<String, _>("outputs_json")?)?,
+                    error: r.try_get("error")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    approval_deadline: r.try_get("approval_deadline")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let tasks = sqlx::query("SELECT step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at FROM tasks WHERE incident_id = $1 ORDER BY step_id, item_index")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let idx: i64 = r.try_get("item_index")?;
+                let attempt: i64 = r.try_get("attempt")?;
+                Ok(TaskRecord {
+                    step_id: r.try_get("step_id")?,
+                    item_index: u32::try_from(idx).map_err(|e| StoreError::Corrupt { table: "tasks", detail: e.to_string() })?,
+                    item: from_json("tasks", &r.try_get::<String, _>("item_json")?)?,
+                    status: r.try_get("status")?,
+                    attempt: u32::try_from(attempt).map_err(|e| StoreError::Corrupt { table: "tasks", detail: e.to_string() })?,
+                    inputs: from_json("tasks", &r.try_get::<String, _>("inputs_json")?)?,
+                    idem_key: r.try_get("idem_key")?,
+                    outputs: from_json("tasks", &r.try_get::<String, _>("outputs_json")?)?,
+                    error: r.try_get("error")?,
+                    next_run_at: r.try_get("next_run_at")?,
+                    needs_probe: r.try_get("needs_probe")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let approvals = sqlx::query("SELECT step_id, actor, decision, target, reason, at FROM approvals WHERE incident_id = $1 ORDER BY at")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let d: String = r.try_get("decision")?;
+                Ok(ApprovalRecord {
+                    step_id: r.try_get("step_id")?,
+                    approval: Approval {
+                        actor: r.try_get("actor")?,
+                        decision: Decision::parse(&d).ok_or(StoreError::Corrupt { table: "approvals", detail: d.clone() })?,
+                        target: r.try_get("target")?,
+                        reason: r.try_get("reason")?,
+                        at: r.try_get("at")?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(StoredRun {
+            incident,
+            steps,
+            tasks,
+            approvals,
+        }))
+    }
+
+    async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>> {
+        let row = sqlx::query(&format!("SELECT {INCIDENT_COLS} FROM incidents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(incident_from_row).transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<IncidentRecord>> {
+        sqlx::query(&format!(
+            "SELECT {INCIDENT_COLS} FROM incidents ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(incident_from_row)
+        .collect()
+    }
+
+    async fn unfinished(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM incidents WHERE status IN ('running', 'waiting') ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<timeline::Event>> {
+        sqlx::query("SELECT incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash FROM events WHERE incident_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                let idx: Option<i64> = r.try_get("item_index")?;
+                Ok(timeline::Event {
+                    incident: r.try_get("incident_id")?,
+                    seq: r.try_get("seq")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    kind: r.try_get("kind")?,
+                    step: r.try_get("step_id")?,
+                    index: idx.and_then(|i| u32::try_from(i).ok()),
+                    summary: r.try_get("summary")?,
+                    data_json: r.try_get("data_json")?,
+                    prev_hash: r.try_get("prev_hash")?,
+                    hash: r.try_get("hash")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn append(&self, id: &str, entries: Vec<Entry>) -> Result<()> {
+        let mut tx = self.begin().await?;
+        Self::append_in(&mut tx, id, &entries).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn push_inbox(&self, id: &str, kind: &str, payload: &Value, now: i64) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let rid: i64 = sqlx::query_scalar(
+            "INSERT INTO inbox (incident_id, kind, payload_json, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(id)
+        .bind(kind)
+        .bind(to_json(payload))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(rid)
+    }
+
+    async fn pending_inbox(&self, id: &str) -> Result<Vec<InboxItem>> {
+        sqlx::query("SELECT id, kind, payload_json FROM inbox WHERE incident_id = $1 AND consumed_at IS NULL ORDER BY id")
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(InboxItem {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    payload: from_json("inbox", &r.try_get::<String, _>("payload_json")?)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn acquire_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: i64,
+        ttl_ms: i64,
+        alive: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT lease_owner, lease_until FROM incidents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let cur: Option<String> = row.try_get("lease_owner")?;
+        let until: Option<i64> = row.try_get("lease_until")?;
+        let free = match (&cur, until) {
+            (None, _) => true,
+            (Some(o), _) if o == owner => true,
+            (Some(_), Some(u)) if u < now => true,
+            (Some(o), _) => !alive(o),
+        };
+        if free {
+            sqlx::query("UPDATE incidents SET lease_owner = $2, lease_until = $3 WHERE id = $1")
+                .bind(id)
+                .bind(owner)
+                .bind(now + ttl_ms)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(free)
+    }
+
+    async fn release_lease(&self, id: &str, owner: &str) -> Result<()> {
+        sqlx::query("UPDATE incidents SET lease_owner = NULL, lease_until = NULL WHERE id = $1 AND lease_owner = $2")
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_artifact(&self, id: &str, name: &str, content: &str, now: i64) -> Result<()> {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content.as_bytes()));
+        sqlx::query(
+            "INSERT INTO artifacts (incident_id, name, content, sha256, created_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (incident_id, name) DO UPDATE SET content = excluded.content, sha256 = excluded.sha256, created_at = excluded.created_at",
+        )
+        .bind(id)
+        .bind(name)
+        .bind(content)
+        .bind(sha)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn artifact(&self, id: &str, name: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT content FROM artifacts WHERE incident_id = $1 AND name = $2")
+            .bind(id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+}
