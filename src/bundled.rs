@@ -78,7 +78,11 @@ pub fn playbook(name: &str) -> Result<(String, Vec<u8>), LookupError> {
         .map(|(n, text)| (format!("bundled:{n}.yaml"), text.as_bytes().to_vec()))
         .ok_or_else(|| LookupError::Playbook {
             name: name.into(),
-            known: PLAYBOOKS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            known: PLAYBOOKS
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
 }
 
@@ -123,7 +127,11 @@ pub fn scenario(name: &str) -> Result<Scenario, LookupError> {
             .map(|(_, t)| t.to_string())
             .ok_or_else(|| LookupError::Scenario {
                 name: name.into(),
-                known: SCENARIOS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                known: SCENARIOS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?,
     };
     serde_saphyr::from_str(&text).map_err(|e| LookupError::BadScenario {

@@ -18,10 +18,19 @@ use crate::store::{self, Store};
 use crate::timeline;
 
 #[derive(Parser, Debug)]
-#[command(name = "recall", version, about = "Bad-release incident response: contain, rotate, scope, clean up, and draft the postmortem.")]
+#[command(
+    name = "recall",
+    version,
+    about = "Bad-release incident response: contain, rotate, scope, clean up, and draft the postmortem."
+)]
 pub struct Cli {
     /// Database URL (SQLite: sqlite://PATH).
-    #[arg(long, global = true, env = "RECALL_DATABASE_URL", default_value = "sqlite://recall.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "RECALL_DATABASE_URL",
+        default_value = "sqlite://recall.db"
+    )]
     pub db: String,
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "RECALL_CONFIG")]
@@ -187,7 +196,12 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::Config(_) | Self::Lookup(_) => 2,
-            Self::Run(RunError::Playbook(_) | RunError::Params(_) | RunError::Invalid(_) | RunError::NotFound(_)) => 2,
+            Self::Run(
+                RunError::Playbook(_)
+                | RunError::Params(_)
+                | RunError::Invalid(_)
+                | RunError::NotFound(_),
+            ) => 2,
             _ => 1,
         }
     }
@@ -225,7 +239,11 @@ impl Env {
     }
 
     fn runner(&self) -> Runner {
-        Runner::new(self.store.clone(), self.registry.clone(), self.config.clone())
+        Runner::new(
+            self.store.clone(),
+            self.registry.clone(),
+            self.config.clone(),
+        )
     }
 }
 
@@ -272,7 +290,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 file,
                 source,
                 params,
-                mode: if a.dry_run { Mode::Rehearsal } else { Mode::Live },
+                mode: if a.dry_run {
+                    Mode::Rehearsal
+                } else {
+                    Mode::Live
+                },
                 auto_approve: a.auto_approve,
                 started_by: a.actor.clone(),
             };
@@ -289,7 +311,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             if json {
                 out(serde_json::to_string_pretty(&list).unwrap_or_default());
             } else {
-                out(format!("{:<16} {:<10} {:<10} {:<26} {}", "ID", "STATUS", "MODE", "STARTED", "PLAYBOOK"));
+                out(format!(
+                    "{:<16} {:<10} {:<10} {:<26} {}",
+                    "ID", "STATUS", "MODE", "STARTED", "PLAYBOOK"
+                ));
                 for i in list {
                     out(format!(
                         "{:<16} {:<10} {:<10} {:<26} {}",
@@ -319,7 +344,13 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(code)
         }
-        Command::Incident(IncidentCmd::Resolve { id, step, actor, reason, resolution }) => {
+        Command::Incident(IncidentCmd::Resolve {
+            id,
+            step,
+            actor,
+            reason,
+            resolution,
+        }) => {
             let r = match resolution {
                 ResolutionArg::Done => Resolution::MarkDone,
                 ResolutionArg::Retry => Resolution::Retry,
@@ -329,27 +360,46 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(report(&id, &o, false))
         }
         Command::Approve(a) => {
-            let d = if a.reject { Decision::Reject } else { Decision::Approve };
-            let o = env.runner().decide(&a.id, &a.step, &a.actor, d, &a.reason).await?;
+            let d = if a.reject {
+                Decision::Reject
+            } else {
+                Decision::Approve
+            };
+            let o = env
+                .runner()
+                .decide(&a.id, &a.step, &a.actor, d, &a.reason)
+                .await?;
             Ok(report(&a.id, &o, a.json))
         }
         Command::Timeline { id, format } => {
-            let inc = env.store.incident(&id).await?.ok_or_else(|| RunError::NotFound(id.clone()))?;
+            let inc = env
+                .store
+                .incident(&id)
+                .await?
+                .ok_or_else(|| RunError::NotFound(id.clone()))?;
             let events = env.store.events(&id).await?;
             match format {
-                TimelineFormat::Json => out(
-                    serde_json::to_string_pretty(&timeline::render::to_json(&inc, &events)).unwrap_or_default(),
-                ),
+                TimelineFormat::Json => out(serde_json::to_string_pretty(
+                    &timeline::render::to_json(&inc, &events),
+                )
+                .unwrap_or_default()),
                 TimelineFormat::Md => out(timeline::render::to_markdown(&inc, &events)),
             }
             Ok(0)
         }
         Command::Audit(AuditCmd::Verify { id }) => {
-            let inc = env.store.incident(&id).await?.ok_or_else(|| RunError::NotFound(id.clone()))?;
+            let inc = env
+                .store
+                .incident(&id)
+                .await?
+                .ok_or_else(|| RunError::NotFound(id.clone()))?;
             let events = env.store.events(&id).await?;
             match timeline::verify(&events, inc.head_seq, &inc.head_hash) {
                 Ok(n) => {
-                    out(format!("ok: {n} events, chain intact, head {}", inc.head_hash));
+                    out(format!(
+                        "ok: {n} events, chain intact, head {}",
+                        inc.head_hash
+                    ));
                     Ok(0)
                 }
                 Err(e) => {
@@ -358,17 +408,32 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 }
             }
         }
-        Command::Postmortem { id, out: path, template } => {
+        Command::Postmortem {
+            id,
+            out: path,
+            template,
+        } => {
             let tpl = match template {
-                Some(p) => Some(std::fs::read_to_string(&p).map_err(|e| CliError::Usage(format!("--template {p}: {e}")))?),
+                Some(p) => Some(
+                    std::fs::read_to_string(&p)
+                        .map_err(|e| CliError::Usage(format!("--template {p}: {e}")))?,
+                ),
                 None => None,
             };
-            let text = crate::postmortem::render_for(env.store.as_ref(), &id, None, tpl.as_deref(), now_ms())
-                .await
-                .map_err(|e| match e {
-                    crate::postmortem::PostmortemError::NotFound(i) => CliError::Run(RunError::NotFound(i)),
-                    e => CliError::Failed(e.to_string()),
-                })?;
+            let text = crate::postmortem::render_for(
+                env.store.as_ref(),
+                &id,
+                None,
+                tpl.as_deref(),
+                now_ms(),
+            )
+            .await
+            .map_err(|e| match e {
+                crate::postmortem::PostmortemError::NotFound(i) => {
+                    CliError::Run(RunError::NotFound(i))
+                }
+                e => CliError::Failed(e.to_string()),
+            })?;
             match path {
                 Some(p) => {
                     std::fs::write(&p, &text)?;
@@ -402,7 +467,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     }
 }
 
-fn start_inputs(a: &StartArgs) -> Result<(String, Vec<u8>, Vec<(String, String)>), CliError> {
+/// (display file name, playbook bytes, params)
+type StartInputs = (String, Vec<u8>, Vec<(String, String)>);
+
+fn start_inputs(a: &StartArgs) -> Result<StartInputs, CliError> {
     let mut params = Vec::new();
     let name = match (&a.scenario, &a.playbook) {
         (Some(s), pb) => {
@@ -411,7 +479,11 @@ fn start_inputs(a: &StartArgs) -> Result<(String, Vec<u8>, Vec<(String, String)>
             pb.clone().unwrap_or(sc.playbook)
         }
         (None, Some(pb)) => pb.clone(),
-        (None, None) => return Err(CliError::Usage("give --playbook PATH_OR_NAME or --scenario NAME".into())),
+        (None, None) => {
+            return Err(CliError::Usage(
+                "give --playbook PATH_OR_NAME or --scenario NAME".into(),
+            ));
+        }
     };
     for (k, v) in parse_params(&a.params)? {
         params.retain(|(pk, _)| *pk != k);
@@ -422,7 +494,11 @@ fn start_inputs(a: &StartArgs) -> Result<(String, Vec<u8>, Vec<(String, String)>
 }
 
 async fn show(env: &Env, id: &str, json_out: bool) -> Result<u8, CliError> {
-    let run = env.store.load(id).await?.ok_or_else(|| RunError::NotFound(id.to_string()))?;
+    let run = env
+        .store
+        .load(id)
+        .await?
+        .ok_or_else(|| RunError::NotFound(id.to_string()))?;
     if json_out {
         out(serde_json::to_string_pretty(&json!({
             "incident": run.incident, "steps": run.steps, "tasks": run.tasks, "approvals": run.approvals,
@@ -430,16 +506,37 @@ async fn show(env: &Env, id: &str, json_out: bool) -> Result<u8, CliError> {
         .unwrap_or_default());
     } else {
         let i = &run.incident;
-        out(format!("{}  {}  {}{}", i.id, i.playbook_name, i.status, if i.mode == "rehearsal" { "  (REHEARSAL)" } else { "" }));
-        out(format!("started {} by {}", crate::postmortem::rfc3339(i.created_at), i.started_by));
+        out(format!(
+            "{}  {}  {}{}",
+            i.id,
+            i.playbook_name,
+            i.status,
+            if i.mode == "rehearsal" {
+                "  (REHEARSAL)"
+            } else {
+                ""
+            }
+        ));
+        out(format!(
+            "started {} by {}",
+            crate::postmortem::rfc3339(i.created_at),
+            i.started_by
+        ));
         for s in &run.steps {
             let n = run.tasks.iter().filter(|t| t.step_id == s.step_id).count();
-            let done = run.tasks.iter().filter(|t| t.step_id == s.step_id && t.status == "succeeded").count();
+            let done = run
+                .tasks
+                .iter()
+                .filter(|t| t.step_id == s.step_id && t.status == "succeeded")
+                .count();
             out(format!(
                 "  {:<20} {:<18} {done}/{n}{}",
                 s.step_id,
                 s.status,
-                s.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
+                s.error
+                    .as_deref()
+                    .map(|e| format!("  {e}"))
+                    .unwrap_or_default()
             ));
         }
     }
@@ -456,7 +553,12 @@ fn playbook_cmd(cmd: &PlaybookCmd) -> Result<u8, CliError> {
         PlaybookCmd::List => {
             for (name, text) in bundled::PLAYBOOKS {
                 let desc = playbook::parse(name, text.as_bytes(), &registry)
-                    .map(|(p, _)| p.description.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .map(|(p, _)| {
+                        p.description
+                            .split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
                     .unwrap_or_default();
                 out(format!("{name:<28} {desc}"));
             }
@@ -478,7 +580,11 @@ fn playbook_cmd(cmd: &PlaybookCmd) -> Result<u8, CliError> {
                         for w in &warnings {
                             eprintln!("{w}");
                         }
-                        out(format!("{file}: ok ({} steps, sha256 {})", pb.steps.len(), pb.sha256));
+                        out(format!(
+                            "{file}: ok ({} steps, sha256 {})",
+                            pb.steps.len(),
+                            pb.sha256
+                        ));
                     }
                     Err(diags) => {
                         eprintln!("{diags}");

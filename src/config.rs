@@ -9,7 +9,7 @@ use serde::Deserialize;
 pub enum ConfigError {
     #[error("config `{path}`: {reason}")]
     Read { path: String, reason: String },
-    #[error("config `{path}`: {message}")]
+    #[error("config {path}:{message}")]
     Parse { path: String, message: String },
     #[error("config: {0}")]
     Invalid(String),
@@ -101,9 +101,22 @@ impl Config {
     }
 
     pub fn parse(path: &str, text: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_string(),
-            message: e.to_string(),
+        // Report the message and position only: toml's own Display quotes the source line,
+        // which could carry a secret someone pasted inline.
+        let cfg: Self = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let before = text.get(..s.start).unwrap_or("");
+                    let line = before.matches('\n').count() + 1;
+                    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("{line}:{col}: ")
+                })
+                .unwrap_or_default();
+            ConfigError::Parse {
+                path: path.to_string(),
+                message: format!("{at}{}", e.message().trim()),
+            }
         })?;
         // Validate durations now, so a bad config fails before an incident starts.
         for (what, d) in [
@@ -114,7 +127,9 @@ impl Config {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
         }
         if cfg.engine.concurrency == 0 {
-            return Err(ConfigError::Invalid("engine.concurrency must be >= 1".into()));
+            return Err(ConfigError::Invalid(
+                "engine.concurrency must be >= 1".into(),
+            ));
         }
         Ok(cfg)
     }
@@ -145,7 +160,11 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "`{s}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
     };
     n.checked_mul(mult)
         .ok_or_else(|| format!("`{s}` is too large"))

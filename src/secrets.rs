@@ -27,10 +27,12 @@ pub fn register(secret: &SecretString) {
     if secret.expose_secret().len() < 8 {
         return;
     }
-    if let Ok(mut k) = known().lock() {
-        if !k.iter().any(|s| s.expose_secret() == secret.expose_secret()) {
-            k.push(secret.clone());
-        }
+    if let Ok(mut k) = known().lock()
+        && !k
+            .iter()
+            .any(|s| s.expose_secret() == secret.expose_secret())
+    {
+        k.push(secret.clone());
     }
 }
 

@@ -183,14 +183,18 @@ fn client(ctx: &ActionCtx) -> Result<Arc<NpmClient>, ActionError> {
     }
     let token = load_token(cfg)?;
     let otp = match &cfg.otp_env {
-        Some(v) => Some(crate::secrets::from_env(v).map_err(|e| ActionError::Config(e.to_string()))?),
+        Some(v) => {
+            Some(crate::secrets::from_env(v).map_err(|e| ActionError::Config(e.to_string()))?)
+        }
         None => None,
     };
     let timeout = parse_duration_ms(&cfg.timeout).map_err(ActionError::Config)?;
     let c = NpmClient::new(&cfg.registry, token)
         .map_err(ActionError::Http)?
         .with_otp(otp)
-        .with_http_client(crate::net::http::build_client(Duration::from_millis(timeout)));
+        .with_http_client(crate::net::http::build_client(Duration::from_millis(
+            timeout,
+        )));
     let c = Arc::new(c);
     if let Ok(mut m) = map.lock() {
         m.insert(key, c.clone());
@@ -221,7 +225,9 @@ pub fn split_spec(spec: &str) -> Result<(String, String), ActionError> {
         .map(|(i, _)| i)
         .next_back()
         .ok_or_else(|| {
-            ActionError::Input(format!("`{spec}` is not name@version (e.g. left-pad@1.3.0)"))
+            ActionError::Input(format!(
+                "`{spec}` is not name@version (e.g. left-pad@1.3.0)"
+            ))
         })?;
     let (name, version) = (&s[..at], &s[at + 1..]);
     if name.is_empty() || version.trim().is_empty() {
@@ -239,7 +245,9 @@ fn target(inputs: &Value, need_version: bool) -> Result<(String, Option<String>)
     let name = str_input(inputs, "package")?.trim().to_string();
     let version = opt_str_input(inputs, "version")?.map(|v| v.trim().to_string());
     if need_version && version.is_none() {
-        return Err(ActionError::Input("give `version` (or `spec: name@version`)".into()));
+        return Err(ActionError::Input(
+            "give `version` (or `spec: name@version`)".into(),
+        ));
     }
     Ok((name, version))
 }
@@ -259,14 +267,17 @@ fn describe_deprecate_put(r: &RequestRecord, versions: &[String], message: &str)
 }
 
 async fn fetch_packument(c: &NpmClient, name: &str) -> Result<Value, ActionError> {
-    c.packument(name, true)
-        .await?
-        .ok_or_else(|| ActionError::Failed(format!("package `{name}` does not exist in the registry")))
+    c.packument(name, true).await?.ok_or_else(|| {
+        ActionError::Failed(format!("package `{name}` does not exist in the registry"))
+    })
 }
 
 fn deprecation_of(packument: &Value, version: &str) -> Option<String> {
     packument
-        .pointer(&format!("/versions/{}/deprecated", version.replace('~', "~0").replace('/', "~1")))
+        .pointer(&format!(
+            "/versions/{}/deprecated",
+            version.replace('~', "~0").replace('/', "~1")
+        ))
         .and_then(Value::as_str)
         .map(str::to_string)
 }
@@ -279,7 +290,11 @@ pub struct Deprecate {
 
 impl Deprecate {
     fn message<'a>(&self, inputs: &'a Value) -> Result<&'a str, ActionError> {
-        if self.undo { Ok("") } else { str_input(inputs, "message") }
+        if self.undo {
+            Ok("")
+        } else {
+            str_input(inputs, "message")
+        }
     }
 
     /// Versions still to change: those whose deprecation differs from the wanted one.
@@ -308,13 +323,18 @@ impl Action for Deprecate {
         let pk = fetch_packument(&c, &name).await?;
         let versions = versions_matching(&pk, &spec)?;
         if versions.is_empty() {
-            return Err(ActionError::Failed(format!("no version of {name} matches `{spec}`")));
+            return Err(ActionError::Failed(format!(
+                "no version of {name} matches `{spec}`"
+            )));
         }
         let todo = self.pending(&pk, &versions, message);
         if todo.is_empty() {
             return Ok(ActionOutput::new(
                 json!({ "package": name, "versions": versions, "changed": [] }),
-                format!("{name}@{} already in the wanted state; nothing sent", versions.join(", ")),
+                format!(
+                    "{name}@{} already in the wanted state; nothing sent",
+                    versions.join(", ")
+                ),
             ));
         }
         let (req, changed) = c.deprecate_request(&name, &pk, &todo, message)?;
@@ -327,18 +347,29 @@ impl Action for Deprecate {
             return Err(ActionError::Failed(format!(
                 "registry accepted the write but {name}@{} is not {}",
                 still.join(", "),
-                if self.undo { "undeprecated" } else { "deprecated" }
+                if self.undo {
+                    "undeprecated"
+                } else {
+                    "deprecated"
+                }
             )));
         }
         Ok(ActionOutput::new(
             json!({ "package": name, "versions": versions, "changed": changed }),
             format!(
                 "{} {name}@{} (verified)",
-                if self.undo { "undeprecated" } else { "deprecated" },
+                if self.undo {
+                    "undeprecated"
+                } else {
+                    "deprecated"
+                },
                 changed.join(", ")
             ),
         )
-        .with("requests", json!([describe_deprecate_put(&req, &changed, message)])))
+        .with(
+            "requests",
+            json!([describe_deprecate_put(&req, &changed, message)]),
+        ))
     }
 
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
@@ -393,8 +424,16 @@ impl Action for Deprecate {
         let c = client(ctx)?;
         let pk = match c.packument(&name, true).await {
             Ok(Some(pk)) => pk,
-            Ok(None) => return Ok(Probe::Unknown { reason: format!("package {name} not found") }),
-            Err(e) => return Ok(Probe::Unknown { reason: e.to_string() }),
+            Ok(None) => {
+                return Ok(Probe::Unknown {
+                    reason: format!("package {name} not found"),
+                });
+            }
+            Err(e) => {
+                return Ok(Probe::Unknown {
+                    reason: e.to_string(),
+                });
+            }
         };
         let versions = versions_matching(&pk, &spec)?;
         let todo = self.pending(&pk, &versions, message);
@@ -404,7 +443,9 @@ impl Action for Deprecate {
                 evidence: json!({ "read": format!("{}{}", c.registry(), NpmClient::package_path(&name)?), "versions": versions }),
             })
         } else {
-            Ok(Probe::NotDone { evidence: json!({ "pending": todo }) })
+            Ok(Probe::NotDone {
+                evidence: json!({ "pending": todo }),
+            })
         }
     }
 }
@@ -434,12 +475,17 @@ struct TagPlan {
 impl DistTag {
     async fn decide(&self, c: &NpmClient, inputs: &Value) -> Result<TagPlan, ActionError> {
         let (name, spec) = target(inputs, false)?;
-        let tag = opt_str_input(inputs, "tag")?.unwrap_or("latest").to_string();
+        let tag = opt_str_input(inputs, "tag")?
+            .unwrap_or("latest")
+            .to_string();
         let remove = bool_input(inputs, "remove", false)?;
         let explicit = opt_str_input(inputs, "version")?.map(str::to_string);
         let pk = fetch_packument(c, &name).await?;
         let current = pk
-            .pointer(&format!("/dist-tags/{}", tag.replace('~', "~0").replace('/', "~1")))
+            .pointer(&format!(
+                "/dist-tags/{}",
+                tag.replace('~', "~0").replace('/', "~1")
+            ))
             .and_then(Value::as_str)
             .map(str::to_string);
         // Bad versions: `avoid` entries (exact or ranges), the `spec` range, and anything
@@ -456,10 +502,18 @@ impl DistTag {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut plan = TagPlan { name: name.clone(), tag: tag.clone(), from: current.clone(), to: None, request: None };
+        let mut plan = TagPlan {
+            name: name.clone(),
+            tag: tag.clone(),
+            from: current.clone(),
+            to: None,
+            request: None,
+        };
         if remove {
             if tag == "latest" {
-                return Err(ActionError::Input("`latest` cannot be removed; move it instead".into()));
+                return Err(ActionError::Input(
+                    "`latest` cannot be removed; move it instead".into(),
+                ));
             }
             if current.is_some() {
                 plan.request = Some(c.dist_tag_rm_request(&name, &tag)?);
@@ -469,12 +523,16 @@ impl DistTag {
         let target = match explicit {
             Some(v) => {
                 if bad.contains(&v) {
-                    return Err(ActionError::Refused(format!("{name}@{v} is one of the bad versions; the tag will not point at it")));
+                    return Err(ActionError::Refused(format!(
+                        "{name}@{v} is one of the bad versions; the tag will not point at it"
+                    )));
                 }
                 Some(v)
             }
             None => {
-                let cur_bad = current.as_ref().is_some_and(|v| bad.contains(v) || deprecation_of(&pk, v).is_some());
+                let cur_bad = current
+                    .as_ref()
+                    .is_some_and(|v| bad.contains(v) || deprecation_of(&pk, v).is_some());
                 if !cur_bad {
                     None
                 } else {
@@ -486,10 +544,10 @@ impl DistTag {
                 }
             }
         };
-        if let Some(t) = &target {
-            if current.as_ref() != Some(t) {
-                plan.request = Some(c.dist_tag_set_request(&name, &tag, t)?);
-            }
+        if let Some(t) = &target
+            && current.as_ref() != Some(t)
+        {
+            plan.request = Some(c.dist_tag_set_request(&name, &tag, t)?);
         }
         plan.to = target.or(current);
         Ok(plan)
@@ -510,17 +568,35 @@ impl Action for DistTag {
         let p = self.decide(&c, inputs).await?;
         let outputs = json!({ "package": p.name, "tag": p.tag, "from": p.from, "to": p.to, "changed": p.request.is_some() });
         let Some(req) = p.request else {
-            return Ok(ActionOutput::new(outputs, format!("{}: `{}` is {} — already safe; nothing sent", p.name, p.tag, p.from.as_deref().unwrap_or("unset"))));
+            return Ok(ActionOutput::new(
+                outputs,
+                format!(
+                    "{}: `{}` is {} — already safe; nothing sent",
+                    p.name,
+                    p.tag,
+                    p.from.as_deref().unwrap_or("unset")
+                ),
+            ));
         };
         ctx.ensure_live(&req)?;
         c.send(&req).await?;
         let tags = c.dist_tags(&p.name).await?;
         if tags.get(&p.tag) != p.to.as_ref() {
-            return Err(ActionError::Failed(format!("registry accepted the dist-tag change but `{}` is {:?}", p.tag, tags.get(&p.tag))));
+            return Err(ActionError::Failed(format!(
+                "registry accepted the dist-tag change but `{}` is {:?}",
+                p.tag,
+                tags.get(&p.tag)
+            )));
         }
         Ok(ActionOutput::new(
             outputs,
-            format!("{}: moved `{}` from {} to {} (verified)", p.name, p.tag, p.from.as_deref().unwrap_or("unset"), p.to.as_deref().unwrap_or("removed")),
+            format!(
+                "{}: moved `{}` from {} to {} (verified)",
+                p.name,
+                p.tag,
+                p.from.as_deref().unwrap_or("unset"),
+                p.to.as_deref().unwrap_or("removed")
+            ),
         )
         .with("requests", json!([record_json(&req)])))
     }
@@ -531,19 +607,32 @@ impl Action for DistTag {
             Ok(p) => {
                 let outputs = json!({ "package": p.name, "tag": p.tag, "from": p.from, "to": p.to, "changed": p.request.is_some() });
                 match p.request {
-                    Some(req) => Ok(ActionOutput::new(outputs, format!("rehearsal: would {} {}", req.method, req.url))
-                        .with("requests", json!([record_json(&req)]))),
-                    None => Ok(ActionOutput::new(outputs, format!("rehearsal: `{}` of {} is already safe", p.tag, p.name))),
+                    Some(req) => Ok(ActionOutput::new(
+                        outputs,
+                        format!("rehearsal: would {} {}", req.method, req.url),
+                    )
+                    .with("requests", json!([record_json(&req)]))),
+                    None => Ok(ActionOutput::new(
+                        outputs,
+                        format!("rehearsal: `{}` of {} is already safe", p.tag, p.name),
+                    )),
                 }
             }
             Err(ActionError::Http(h)) => {
                 let e = NpmError::Http(h);
-                Ok(ActionOutput::new(json!({}), "rehearsal: could not read the dist-tags".to_string())
-                    .with("findings", json!([finding_for(&e, &c, "read the dist-tags")])))
+                Ok(ActionOutput::new(
+                    json!({}),
+                    "rehearsal: could not read the dist-tags".to_string(),
+                )
+                .with(
+                    "findings",
+                    json!([finding_for(&e, &c, "read the dist-tags")]),
+                ))
             }
             // In a rehearsal the deprecations were not really made, so `latest` may still sit
             // on a version the live run would have deprecated: that is what we report.
-            Err(e) => Ok(ActionOutput::new(json!({}), format!("rehearsal: {e}")).with("findings", json!([format!("blocker: {e}")]))),
+            Err(e) => Ok(ActionOutput::new(json!({}), format!("rehearsal: {e}"))
+                .with("findings", json!([format!("blocker: {e}")]))),
         }
     }
 
@@ -554,8 +643,12 @@ impl Action for DistTag {
                 outputs: json!({ "package": p.name, "tag": p.tag, "from": p.from, "to": p.to, "changed": true }),
                 evidence: json!({ "tag": p.tag, "points_at": p.to }),
             }),
-            Ok(p) => Ok(Probe::NotDone { evidence: json!({ "tag": p.tag, "points_at": p.from }) }),
-            Err(e) => Ok(Probe::Unknown { reason: e.to_string() }),
+            Ok(p) => Ok(Probe::NotDone {
+                evidence: json!({ "tag": p.tag, "points_at": p.from }),
+            }),
+            Err(e) => Ok(Probe::Unknown {
+                reason: e.to_string(),
+            }),
         }
     }
 }
@@ -568,47 +661,66 @@ pub struct RevokeToken;
 fn masked_matches(masked: &str, secret: &SecretString) -> bool {
     let s = secret.expose_secret();
     match masked.split_once("...") {
-        Some((pre, suf)) if !pre.is_empty() && !suf.is_empty() => s.starts_with(pre) && s.ends_with(suf),
+        Some((pre, suf)) if !pre.is_empty() && !suf.is_empty() => {
+            s.starts_with(pre) && s.ends_with(suf)
+        }
         _ => false,
     }
 }
 
-fn find_token<'a>(tokens: &'a [TokenInfo], wanted: &str) -> Result<Option<&'a TokenInfo>, ActionError> {
+fn find_token<'a>(
+    tokens: &'a [TokenInfo],
+    wanted: &str,
+) -> Result<Option<&'a TokenInfo>, ActionError> {
     let wanted = wanted.trim();
     if let Some(t) = tokens.iter().find(|t| t.key == wanted) {
         return Ok(Some(t));
     }
     if wanted.len() < 6 {
-        return Err(ActionError::Input("a token key prefix must have at least 6 characters".into()));
+        return Err(ActionError::Input(
+            "a token key prefix must have at least 6 characters".into(),
+        ));
     }
-    let hits: Vec<&TokenInfo> = tokens.iter().filter(|t| t.key.starts_with(wanted)).collect();
+    let hits: Vec<&TokenInfo> = tokens
+        .iter()
+        .filter(|t| t.key.starts_with(wanted))
+        .collect();
     match hits.len() {
         0 => Ok(None),
         1 => Ok(hits.first().copied()),
-        n => Err(ActionError::Input(format!("`{wanted}` matches {n} tokens; give more of the key"))),
+        n => Err(ActionError::Input(format!(
+            "`{wanted}` matches {n} tokens; give more of the key"
+        ))),
     }
 }
 
 impl RevokeToken {
     fn leaked_secret(inputs: &Value) -> Result<Option<SecretString>, ActionError> {
         match opt_str_input(inputs, "secret_env")? {
-            Some(var) => crate::secrets::from_env(var).map(Some).map_err(|e| ActionError::Config(e.to_string())),
+            Some(var) => crate::secrets::from_env(var)
+                .map(Some)
+                .map_err(|e| ActionError::Config(e.to_string())),
             None => Ok(None),
         }
     }
 
-    fn check_self(c: &NpmClient, ctx: &ActionCtx, t: &TokenInfo, inputs: &Value) -> Result<(), ActionError> {
+    fn check_self(
+        c: &NpmClient,
+        ctx: &ActionCtx,
+        t: &TokenInfo,
+        inputs: &Value,
+    ) -> Result<(), ActionError> {
         if bool_input(inputs, "allow_self", false)? {
             return Ok(());
         }
-        if let Ok(Some(own)) = load_token(&ctx.config.npm) {
-            if masked_matches(&t.token, &own) {
-                return Err(ActionError::Refused(format!(
-                    "token {} is Recall's own configured token for {}; revoking it would stop the response. Set `allow_self: true` to do it anyway",
-                    t.key,
-                    c.registry()
-                )));
-            }
+        if let Ok(Some(own)) = load_token(&ctx.config.npm)
+            && masked_matches(&t.token, &own)
+        {
+            return Err(ActionError::Refused(format!(
+                "token {} is Recall's own configured token for {}; revoking it would stop the response. Set `allow_self: true` to do it anyway",
+                t.key,
+                c.registry()
+            )));
         }
         Ok(())
     }
@@ -626,7 +738,11 @@ impl Action for RevokeToken {
         let c = client(ctx)?;
         let tokens = c.list_tokens().await?;
         let t = find_token(&tokens, wanted)?
-            .ok_or_else(|| ActionError::Failed(format!("no token with key `{wanted}` is listed for this account")))?
+            .ok_or_else(|| {
+                ActionError::Failed(format!(
+                    "no token with key `{wanted}` is listed for this account"
+                ))
+            })?
             .clone();
         Self::check_self(&c, ctx, &t, inputs)?;
         let req = c.revoke_token_request(&t.key)?;
@@ -635,17 +751,33 @@ impl Action for RevokeToken {
         // Prove it: the key is gone from the list, and the leaked value (when known) is refused.
         let after = c.list_tokens().await?;
         if after.iter().any(|x| x.key == t.key) {
-            return Err(ActionError::Failed(format!("token {} is still listed after the revoke", t.key)));
+            return Err(ActionError::Failed(format!(
+                "token {} is still listed after the revoke",
+                t.key
+            )));
         }
         let (proven, fp, proof) = match &leaked {
             Some(s) => match c.whoami(Some(s)).await {
-                Err(e) if e.is_auth_refused() => (true, Some(token_fingerprint(s)), format!("whoami with the old token now answers {}", e.status().unwrap_or(0))),
+                Err(e) if e.is_auth_refused() => (
+                    true,
+                    Some(token_fingerprint(s)),
+                    format!(
+                        "whoami with the old token now answers {}",
+                        e.status().unwrap_or(0)
+                    ),
+                ),
                 Ok(user) => {
-                    return Err(ActionError::Failed(format!("the old token still authenticates as `{user}` after the revoke")));
+                    return Err(ActionError::Failed(format!(
+                        "the old token still authenticates as `{user}` after the revoke"
+                    )));
                 }
                 Err(e) => return Err(ActionError::Http(e)),
             },
-            None => (false, None, "key no longer listed (no leaked value given to test with)".to_string()),
+            None => (
+                false,
+                None,
+                "key no longer listed (no leaked value given to test with)".to_string(),
+            ),
         };
         Ok(ActionOutput::new(
             json!({ "key": t.key, "revoked": true, "proven_dead": proven, "fingerprint": fp }),
@@ -667,7 +799,9 @@ impl Action for RevokeToken {
                     t.key.clone()
                 }
                 Ok(None) => {
-                    findings.push(format!("blocker: no token with key `{wanted}` is listed for Recall's account"));
+                    findings.push(format!(
+                        "blocker: no token with key `{wanted}` is listed for Recall's account"
+                    ));
                     wanted.to_string()
                 }
                 Err(e) => {
@@ -681,9 +815,12 @@ impl Action for RevokeToken {
             }
         };
         let req = c.revoke_token_request(&key)?;
-        Ok(ActionOutput::new(json!({ "key": key, "revoked": false, "proven_dead": false }), format!("rehearsal: would DELETE {}", req.url))
-            .with("requests", json!([record_json(&req)]))
-            .with("findings", json!(findings)))
+        Ok(ActionOutput::new(
+            json!({ "key": key, "revoked": false, "proven_dead": false }),
+            format!("rehearsal: would DELETE {}", req.url),
+        )
+        .with("requests", json!([record_json(&req)]))
+        .with("findings", json!(findings)))
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
@@ -695,10 +832,16 @@ impl Action for RevokeToken {
                     outputs: json!({ "key": wanted, "revoked": true, "proven_dead": false }),
                     evidence: json!({ "listed": false }),
                 }),
-                Ok(Some(_)) => Ok(Probe::NotDone { evidence: json!({ "listed": true }) }),
-                Err(e) => Ok(Probe::Unknown { reason: e.to_string() }),
+                Ok(Some(_)) => Ok(Probe::NotDone {
+                    evidence: json!({ "listed": true }),
+                }),
+                Err(e) => Ok(Probe::Unknown {
+                    reason: e.to_string(),
+                }),
             },
-            Err(e) => Ok(Probe::Unknown { reason: e.to_string() }),
+            Err(e) => Ok(Probe::Unknown {
+                reason: e.to_string(),
+            }),
         }
     }
 }
@@ -709,9 +852,18 @@ mod tests {
 
     #[test]
     fn specs_split_at_the_version_at() {
-        assert_eq!(split_spec("left-pad@1.3.0").unwrap(), ("left-pad".into(), "1.3.0".into()));
-        assert_eq!(split_spec("@solana/web3.js@1.95.6").unwrap(), ("@solana/web3.js".into(), "1.95.6".into()));
-        assert_eq!(split_spec("rc@>=1.2.9 <1.3.0").unwrap(), ("rc".into(), ">=1.2.9 <1.3.0".into()));
+        assert_eq!(
+            split_spec("left-pad@1.3.0").unwrap(),
+            ("left-pad".into(), "1.3.0".into())
+        );
+        assert_eq!(
+            split_spec("@solana/web3.js@1.95.6").unwrap(),
+            ("@solana/web3.js".into(), "1.95.6".into())
+        );
+        assert_eq!(
+            split_spec("rc@>=1.2.9 <1.3.0").unwrap(),
+            ("rc".into(), ">=1.2.9 <1.3.0".into())
+        );
         assert!(split_spec("@solana/web3.js").is_err());
         assert!(split_spec("left-pad@").is_err());
     }

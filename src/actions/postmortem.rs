@@ -35,9 +35,10 @@ impl Action for Draft {
     async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
         let title = opt_str_input(inputs, "title")?;
         let now = chrono::Utc::now().timestamp_millis();
-        let text = crate::postmortem::render_for(ctx.store.as_ref(), &ctx.incident, title, None, now)
-            .await
-            .map_err(|e| ActionError::Failed(e.to_string()))?;
+        let text =
+            crate::postmortem::render_for(ctx.store.as_ref(), &ctx.incident, title, None, now)
+                .await
+                .map_err(|e| ActionError::Failed(e.to_string()))?;
         ctx.store
             .put_artifact(&ctx.incident, ARTIFACT, &text, now)
             .await
@@ -45,7 +46,11 @@ impl Action for Draft {
         let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()));
         Ok(ActionOutput::new(
             json!({ "artifact": ARTIFACT, "sha256": sha, "bytes": text.len() }),
-            format!("postmortem draft stored ({} bytes); `recall postmortem {}` prints it", text.len(), ctx.incident),
+            format!(
+                "postmortem draft stored ({} bytes); `recall postmortem {}` prints it",
+                text.len(),
+                ctx.incident
+            ),
         ))
     }
 
@@ -56,6 +61,8 @@ impl Action for Draft {
     async fn probe(&self, ctx: &ActionCtx, _inputs: &Value) -> Result<Probe, ActionError> {
         // Re-drafting is harmless; report "not done" so an interrupted draft is redone.
         let _ = ctx;
-        Ok(Probe::NotDone { evidence: Value::Null })
+        Ok(Probe::NotDone {
+            evidence: Value::Null,
+        })
     }
 }

@@ -11,6 +11,7 @@ use crate::playbook::{Backoff, StepDef};
 
 const ENGINE: &str = "recall";
 
+#[allow(clippy::too_many_arguments)] // mirrors the Entry fields one to one
 fn record(
     out: &mut Vec<Command>,
     now: Millis,
@@ -124,7 +125,11 @@ pub fn step_target(uses: &str, tasks: &[TaskState]) -> String {
         h.update([0u8]);
     }
     let digest = hex::encode(h.finalize());
-    let names: Vec<String> = tasks.iter().take(3).map(|t| describe_inputs(&t.inputs)).collect();
+    let names: Vec<String> = tasks
+        .iter()
+        .take(3)
+        .map(|t| describe_inputs(&t.inputs))
+        .collect();
     let more = if tasks.len() > 3 {
         format!(" (+{} more)", tasks.len() - 3)
     } else {
@@ -179,7 +184,11 @@ pub(super) fn on_resumed(state: &mut RunState, now: Millis, out: &mut Vec<Comman
         let Some(st) = state.steps.get_mut(&def.id) else {
             continue;
         };
-        for t in st.tasks.iter_mut().filter(|t| t.status == TaskStatus::Running) {
+        for t in st
+            .tasks
+            .iter_mut()
+            .filter(|t| t.status == TaskStatus::Running)
+        {
             if info.mutating {
                 // The intent was committed but no result: ask the world before anything else.
                 reconciling += 1;
@@ -203,6 +212,14 @@ pub(super) fn on_resumed(state: &mut RunState, now: Millis, out: &mut Vec<Comman
                 state.dirty.tasks.insert((def.id.clone(), t.index));
             }
         }
+    }
+    // A first drive has nothing to resume; say so only when there was a previous one.
+    if state
+        .steps
+        .values()
+        .all(|s| s.status == StepStatus::Pending)
+    {
+        return;
     }
     record(
         out,
@@ -333,11 +350,7 @@ pub(super) fn on_task_finished(
                     format!(
                         "attempt {attempt} failed (transient): {error}; retry in {} ms{}",
                         delay,
-                        if t.needs_probe {
-                            ", after a probe"
-                        } else {
-                            ""
-                        }
+                        if t.needs_probe { ", after a probe" } else { "" }
                     ),
                     json!({ "attempt": attempt, "error": error, "transient": true,
                             "retry_at": t.next_run_at, "detail": detail }),
@@ -482,14 +495,14 @@ pub(super) fn on_decision(
         return;
     }
     let target = step_target(&def.uses, &st.tasks);
-    if let Some(expected) = d.target {
-        if expected != target {
-            refuse(
-                out,
-                format!("it was given for `{expected}` but the gate is for `{target}`"),
-            );
-            return;
-        }
+    if let Some(expected) = d.target
+        && expected != target
+    {
+        refuse(
+            out,
+            format!("it was given for `{expected}` but the gate is for `{target}`"),
+        );
+        return;
     }
     if d.actor == started_by && !allow_self && d.actor != "game-day" {
         refuse(
@@ -669,12 +682,10 @@ fn advance_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<
 }
 
 fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Command>) -> bool {
-    let deps_done = def.needs.iter().all(|n| {
-        state
-            .steps
-            .get(n)
-            .is_some_and(|s| s.status.is_terminal())
-    });
+    let deps_done = def
+        .needs
+        .iter()
+        .all(|n| state.steps.get(n).is_some_and(|s| s.status.is_terminal()));
     if !deps_done {
         return false;
     }
@@ -684,15 +695,30 @@ fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Co
         root: &root,
         status: flags,
     };
+    // GitHub Actions semantics: a condition without a status function is `success() && (…)`.
+    let implicit_success = |cond: &crate::expr::Template| {
+        !cond.parts().iter().any(|p| match p {
+            crate::expr::TemplatePart::Expr { expr, .. } => expr.uses_status_function(),
+            crate::expr::TemplatePart::Literal(_) => false,
+        })
+    };
     let run = match &def.if_ {
         None => Ok(flags.success),
-        Some(cond) => cond.eval(&ctx).map(|v| crate::expr::truthy(&v)),
+        Some(cond) => cond
+            .eval(&ctx)
+            .map(|v| crate::expr::truthy(&v) && (!implicit_success(cond) || flags.success)),
     };
     let id = def.id.clone();
     let run = match run {
         Ok(r) => r,
         Err(e) => {
-            fail_step(state, &id, now, format!("`if` could not be evaluated: {e}"), out);
+            fail_step(
+                state,
+                &id,
+                now,
+                format!("`if` could not be evaluated: {e}"),
+                out,
+            );
             return true;
         }
     };
@@ -1130,23 +1156,20 @@ fn update_incident(state: &mut RunState, now: Millis, out: &mut Vec<Command>) {
         let busy = state.steps.values().any(|s| {
             matches!(s.status, StepStatus::Running | StepStatus::Paused)
                 && s.tasks.iter().any(|t| {
-                matches!(
-                    t.status,
-                    TaskStatus::Ready | TaskStatus::Running | TaskStatus::RetryWait
-                )
-            })
+                    matches!(
+                        t.status,
+                        TaskStatus::Ready | TaskStatus::Running | TaskStatus::RetryWait
+                    )
+                })
         });
         let can_start = state.playbook.steps.iter().any(|d| {
             state
                 .steps
                 .get(&d.id)
                 .is_some_and(|s| s.status == StepStatus::Pending)
-                && d.needs.iter().all(|n| {
-                    state
-                        .steps
-                        .get(n)
-                        .is_some_and(|s| s.status.is_terminal())
-                })
+                && d.needs
+                    .iter()
+                    .all(|n| state.steps.get(n).is_some_and(|s| s.status.is_terminal()))
         });
         if busy || can_start {
             IncidentStatus::Running

@@ -190,7 +190,10 @@ pub struct Dirty {
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        !self.incident && self.steps.is_empty() && self.tasks.is_empty() && self.approvals.is_empty()
+        !self.incident
+            && self.steps.is_empty()
+            && self.tasks.is_empty()
+            && self.approvals.is_empty()
     }
 }
 

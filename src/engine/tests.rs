@@ -9,14 +9,45 @@ use super::*;
 use crate::playbook::{self, ActionCatalog, ActionSpec, InputSpec, InputType};
 
 const ANY: &[InputSpec] = &[
-    InputSpec { name: "target", ty: InputType::Any, required: false, help: "" },
-    InputSpec { name: "items", ty: InputType::Any, required: false, help: "" },
+    InputSpec {
+        name: "target",
+        ty: InputType::Any,
+        required: false,
+        help: "",
+    },
+    InputSpec {
+        name: "items",
+        ty: InputType::Any,
+        required: false,
+        help: "",
+    },
 ];
 
 static SPECS: &[ActionSpec] = &[
-    ActionSpec { name: "t.read", summary: "", inputs: ANY, outputs: &[], mutating: false, destructive: false },
-    ActionSpec { name: "t.write", summary: "", inputs: ANY, outputs: &[], mutating: true, destructive: false },
-    ActionSpec { name: "t.delete", summary: "", inputs: ANY, outputs: &[], mutating: true, destructive: true },
+    ActionSpec {
+        name: "t.read",
+        summary: "",
+        inputs: ANY,
+        outputs: &[],
+        mutating: false,
+        destructive: false,
+    },
+    ActionSpec {
+        name: "t.write",
+        summary: "",
+        inputs: ANY,
+        outputs: &[],
+        mutating: true,
+        destructive: false,
+    },
+    ActionSpec {
+        name: "t.delete",
+        summary: "",
+        inputs: ANY,
+        outputs: &[],
+        mutating: true,
+        destructive: true,
+    },
 ];
 
 struct Catalog;
@@ -30,10 +61,19 @@ impl ActionCatalog for Catalog {
 }
 
 fn run(yaml: &str, mode: Mode, params: Value) -> RunState {
-    let (pb, _) = playbook::parse("t.yaml", yaml.as_bytes(), &Catalog).unwrap_or_else(|d| panic!("{d}"));
+    let (pb, _) =
+        playbook::parse("t.yaml", yaml.as_bytes(), &Catalog).unwrap_or_else(|d| panic!("{d}"));
     let actions: BTreeMap<String, ActionInfo> = SPECS
         .iter()
-        .map(|s| (s.name.to_string(), ActionInfo { mutating: s.mutating, destructive: s.destructive }))
+        .map(|s| {
+            (
+                s.name.to_string(),
+                ActionInfo {
+                    mutating: s.mutating,
+                    destructive: s.destructive,
+                },
+            )
+        })
         .collect();
     let meta = IncidentMeta {
         id: "inc-t".into(),
@@ -80,7 +120,10 @@ fn ok(step: &str, index: u32, attempt: u32, now: Millis) -> Event {
         step: step.into(),
         index,
         attempt,
-        outcome: Outcome::Success { outputs: json!({ "n": index }), detail: Value::Null },
+        outcome: Outcome::Success {
+            outputs: json!({ "n": index }),
+            detail: Value::Null,
+        },
         now,
     }
 }
@@ -154,7 +197,11 @@ fn fan_out_respects_concurrency_and_collects_outputs() {
     while let Some((step, idx, att)) = started.pop() {
         let c = handle(&mut st, ok(&step, idx, att, now));
         now += 1;
-        let running = st.steps["w"].tasks.iter().filter(|t| t.status == TaskStatus::Running).count();
+        let running = st.steps["w"]
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::Running)
+            .count();
         assert!(running <= 2, "concurrency exceeded: {running}");
         started.extend(invokes(&c));
     }
@@ -183,10 +230,17 @@ fn transient_failures_retry_on_a_timer_permanent_ones_do_not() {
     let t = &st.steps["a"].tasks[0];
     assert_eq!(t.status, TaskStatus::RetryWait);
     let due = t.next_run_at.expect("a retry timer row");
-    assert!((800..=1200).contains(&(due - 1000)), "1s ±20% jitter, got {}", due - 1000);
+    assert!(
+        (800..=1200).contains(&(due - 1000)),
+        "1s ±20% jitter, got {}",
+        due - 1000
+    );
     assert_eq!(next_wake(&st), Some(due));
     assert!(invokes(&handle(&mut st, Event::Tick { now: due - 1 })).is_empty());
-    assert_eq!(invokes(&handle(&mut st, Event::Tick { now: due })), vec![("a".into(), 0, 2)]);
+    assert_eq!(
+        invokes(&handle(&mut st, Event::Tick { now: due })),
+        vec![("a".into(), 0, 2)]
+    );
     // A permanent error ends it at once.
     let c = handle(&mut st, fail("a", 2, false, false, due + 1));
     assert!(invokes(&c).is_empty());
@@ -216,7 +270,16 @@ fn ambiguous_failure_of_a_mutation_probes_before_retrying() {
     assert_eq!(probes(&c), vec![("a".into(), 0)]);
     let c = handle(
         &mut st,
-        Event::Probed { step: "a".into(), index: 0, attempt: 1, verdict: ProbeVerdict::Done { outputs: json!({}), evidence: json!({}) }, now: 10_001 },
+        Event::Probed {
+            step: "a".into(),
+            index: 0,
+            attempt: 1,
+            verdict: ProbeVerdict::Done {
+                outputs: json!({}),
+                evidence: json!({}),
+            },
+            now: 10_001,
+        },
     );
     assert!(invokes(&c).is_empty());
     assert_eq!(st.meta.status, IncidentStatus::Succeeded);
@@ -231,11 +294,23 @@ fn resume_reconciles_interrupted_mutations_and_reruns_reads() {
     // Crash here: both attempts have intents and no results.
     let c = handle(&mut st, Event::Resumed { now: 5 });
     assert_eq!(probes(&c), vec![("w".into(), 0)]);
-    assert_eq!(invokes(&c), vec![("r".into(), 0, 2)], "a read is simply run again");
+    assert_eq!(
+        invokes(&c),
+        vec![("r".into(), 0, 2)],
+        "a read is simply run again"
+    );
     // Not done: send again (a new attempt), informed by the probe.
     let c = handle(
         &mut st,
-        Event::Probed { step: "w".into(), index: 0, attempt: 1, verdict: ProbeVerdict::NotDone { evidence: json!({}) }, now: 6 },
+        Event::Probed {
+            step: "w".into(),
+            index: 0,
+            attempt: 1,
+            verdict: ProbeVerdict::NotDone {
+                evidence: json!({}),
+            },
+            now: 6,
+        },
     );
     assert_eq!(invokes(&c), vec![("w".into(), 0, 2)]);
 }
@@ -247,14 +322,28 @@ fn unknown_probe_pauses_for_a_human() {
     handle(&mut st, Event::Resumed { now: 1 });
     let c = handle(
         &mut st,
-        Event::Probed { step: "a".into(), index: 0, attempt: 1, verdict: ProbeVerdict::Unknown { reason: "registry down".into() }, now: 2 },
+        Event::Probed {
+            step: "a".into(),
+            index: 0,
+            attempt: 1,
+            verdict: ProbeVerdict::Unknown {
+                reason: "registry down".into(),
+            },
+            now: 2,
+        },
     );
     assert!(invokes(&c).is_empty());
     assert_eq!(st.steps["a"].status, StepStatus::Paused);
     assert_eq!(st.meta.status, IncidentStatus::Waiting);
     let c = handle(
         &mut st,
-        Event::Resolve { step: "a".into(), actor: "alice".into(), resolution: Resolution::Retry, reason: "checked: not done".into(), now: 3 },
+        Event::Resolve {
+            step: "a".into(),
+            actor: "alice".into(),
+            resolution: Resolution::Retry,
+            reason: "checked: not done".into(),
+            now: 3,
+        },
     );
     assert_eq!(invokes(&c), vec![("a".into(), 0, 2)]);
 }
@@ -283,13 +372,24 @@ fn approvals_need_distinct_authorised_people_not_the_starter() {
         let c = handle(&mut st, decide("del", actor, &groups, Decision::Approve, 2));
         assert_eq!(kinds(&c)[0], "approval.refused", "{actor}");
     }
-    let c = handle(&mut st, decide("del", "alice", &["admins"], Decision::Approve, 3));
+    let c = handle(
+        &mut st,
+        decide("del", "alice", &["admins"], Decision::Approve, 3),
+    );
     assert!(invokes(&c).is_empty(), "one of two approvals");
-    let c = handle(&mut st, decide("del", "alice", &["admins"], Decision::Approve, 4));
+    let c = handle(
+        &mut st,
+        decide("del", "alice", &["admins"], Decision::Approve, 4),
+    );
     assert_eq!(kinds(&c)[0], "approval.refused", "same person twice");
     let c = handle(&mut st, decide("del", "carol", &[], Decision::Approve, 5));
     assert_eq!(invokes(&c), vec![("del".into(), 0, 1)]);
-    assert!(st.steps["del"].approvals.iter().all(|a| a.target.contains("pkg@1.0.0")));
+    assert!(
+        st.steps["del"]
+            .approvals
+            .iter()
+            .all(|a| a.target.contains("pkg@1.0.0"))
+    );
 }
 
 #[test]
@@ -297,7 +397,10 @@ fn a_rejection_ends_the_gate_and_always_steps_still_run() {
     let mut st = run(GATED, Mode::Live, json!({}));
     handle(&mut st, Event::Tick { now: 0 });
     handle(&mut st, ok("c", 0, 1, 1));
-    let c = handle(&mut st, decide("del", "alice", &["admins"], Decision::Reject, 2));
+    let c = handle(
+        &mut st,
+        decide("del", "alice", &["admins"], Decision::Reject, 2),
+    );
     assert_eq!(st.steps["del"].status, StepStatus::Rejected);
     assert_eq!(invokes(&c), vec![("pm".into(), 0, 1)]);
     let c = handle(&mut st, decide("del", "carol", &[], Decision::Approve, 3));
@@ -349,8 +452,16 @@ fn conditions_and_failure_propagation() {
     assert_eq!(invokes(&c), vec![("a".into(), 0, 1)]);
     assert_eq!(st.steps["cond"].status, StepStatus::Skipped);
     let c = handle(&mut st, fail("a", 1, false, false, 1));
-    assert_eq!(st.steps["b"].status, StepStatus::Skipped, "needs a failed step");
-    assert_eq!(invokes(&c), vec![("on-fail".into(), 0, 1)], "failure() sees the ancestor's failure");
+    assert_eq!(
+        st.steps["b"].status,
+        StepStatus::Skipped,
+        "needs a failed step"
+    );
+    assert_eq!(
+        invokes(&c),
+        vec![("on-fail".into(), 0, 1)],
+        "failure() sees the ancestor's failure"
+    );
 }
 
 #[test]
@@ -378,5 +489,8 @@ fn outputs_flow_into_later_expressions_evaluated_once() {
 fn rehearsal_invocations_carry_the_mode() {
     let mut st = run(CHAIN, Mode::Rehearsal, json!({}));
     let c = handle(&mut st, Event::Tick { now: 0 });
-    assert!(c.iter().any(|c| matches!(c, Command::Invoke(i) if i.mode == Mode::Rehearsal && i.mutating)));
+    assert!(
+        c.iter()
+            .any(|c| matches!(c, Command::Invoke(i) if i.mode == Mode::Rehearsal && i.mutating))
+    );
 }

@@ -46,7 +46,12 @@ pub fn rfc3339(ms: i64) -> String {
 pub fn offset(ms: i64) -> String {
     let neg = ms < 0;
     let ms = ms.unsigned_abs();
-    let (h, m, s, milli) = (ms / 3_600_000, (ms / 60_000) % 60, (ms / 1000) % 60, ms % 1000);
+    let (h, m, s, milli) = (
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        ms % 1000,
+    );
     let body = if h > 0 {
         format!("{h}h{m:02}m{s:02}.{milli:03}s")
     } else if m > 0 {
@@ -80,12 +85,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
     let uses_of: BTreeMap<String, String> = events
         .iter()
         .filter(|e| e.kind == "step.started")
-        .filter_map(|e| {
-            Some((
-                e.step.clone()?,
-                e.data().get("uses")?.as_str()?.to_string(),
-            ))
-        })
+        .filter_map(|e| Some((e.step.clone()?, e.data().get("uses")?.as_str()?.to_string())))
         .collect();
 
     let mut actions = Vec::new();
@@ -95,35 +95,47 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
     let mut phase_last: BTreeMap<&'static str, i64> = BTreeMap::new();
     let mut findings = Vec::new();
     let mut would_send = Vec::new();
-    for t in &run.tasks {
+    let mut tasks: Vec<_> = run.tasks.iter().collect();
+    tasks.sort_by_key(|t| {
+        (
+            t.started_at.unwrap_or(i64::MAX),
+            t.step_id.clone(),
+            t.item_index,
+        )
+    });
+    for t in tasks {
         let uses = uses_of.get(&t.step_id).cloned().unwrap_or_default();
         let phase = phase_of(&uses);
         let mine: Vec<&Event> = events
             .iter()
             .filter(|e| e.step.as_deref() == Some(&t.step_id) && e.index == Some(t.item_index))
             .collect();
-        let last = mine
-            .iter()
-            .rev()
-            .find(|e| e.kind.starts_with("attempt.") && e.kind != "attempt.started" || e.kind.starts_with("reconcile."));
-        let result = last.map(|e| e.summary.clone()).unwrap_or_else(|| t.status.clone());
-        let actor = last.map(|e| e.actor.clone()).unwrap_or_else(|| "recall".into());
+        let last = mine.iter().rev().find(|e| {
+            e.kind.starts_with("attempt.") && e.kind != "attempt.started"
+                || e.kind.starts_with("reconcile.")
+        });
+        let result = last
+            .map(|e| e.summary.clone())
+            .unwrap_or_else(|| t.status.clone());
+        let actor = last
+            .map(|e| e.actor.clone())
+            .unwrap_or_else(|| "recall".into());
         for e in &mine {
             let d = e.data();
             if let Some(f) = d.pointer("/detail/findings").and_then(Value::as_array) {
                 for x in f {
-                    findings.push(json!({ "step": t.step_id, "target": target_of(&t.inputs), "finding": x }));
+                    findings.push(
+                        json!({ "step": t.step_id, "target": target_of(&t.inputs), "finding": x }),
+                    );
                 }
             }
-            if rehearsal {
-                if let Some(r) = d.pointer("/detail/requests").and_then(Value::as_array) {
-                    for x in r {
-                        would_send.push(json!({
-                            "step": t.step_id,
-                            "method": x.get("method").cloned().unwrap_or(Value::Null),
-                            "url": x.get("url").cloned().unwrap_or(Value::Null),
-                        }));
-                    }
+            if rehearsal && let Some(r) = d.pointer("/detail/requests").and_then(Value::as_array) {
+                for x in r {
+                    would_send.push(json!({
+                        "step": t.step_id,
+                        "method": x.get("method").cloned().unwrap_or(Value::Null),
+                        "url": x.get("url").cloned().unwrap_or(Value::Null),
+                    }));
                 }
             }
         }
@@ -172,12 +184,26 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
     let not_done: Vec<Value> = run
         .steps
         .iter()
-        .filter(|s| matches!(s.status.as_str(), "skipped" | "rejected" | "awaiting_approval" | "paused" | "pending"))
+        .filter(|s| {
+            matches!(
+                s.status.as_str(),
+                "skipped" | "rejected" | "awaiting_approval" | "paused" | "pending"
+            )
+        })
         .map(|s| {
             let why = events
                 .iter()
                 .rev()
-                .find(|e| e.step.as_deref() == Some(&s.step_id) && matches!(e.kind.as_str(), "step.skipped" | "approval.rejected" | "approval.requested" | "step.paused"))
+                .find(|e| {
+                    e.step.as_deref() == Some(&s.step_id)
+                        && matches!(
+                            e.kind.as_str(),
+                            "step.skipped"
+                                | "approval.rejected"
+                                | "approval.requested"
+                                | "step.paused"
+                        )
+                })
                 .map(|e| e.summary.clone())
                 .unwrap_or_else(|| s.status.clone());
             json!({ "step": s.step_id, "status": s.status, "why": why })
@@ -203,7 +229,10 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         .unwrap_or_default();
     let head = events.last().map(|e| e.hash.clone()).unwrap_or_default();
     let verified = timeline::verify(events, inc.head_seq, &inc.head_hash).is_ok();
-    let fmt_dur = |t: Option<i64>| t.map(|t| offset(t - start)).unwrap_or_else(|| "not reached".into());
+    let fmt_dur = |t: Option<i64>| {
+        t.map(|t| offset(t - start))
+            .unwrap_or_else(|| "not reached".into())
+    };
     let full = if contain_pending { None } else { contain_last };
     let phases: Vec<Value> = phase_last
         .iter()
@@ -284,6 +313,9 @@ mod tests {
     #[test]
     fn strict_mode_rejects_unknown_fields() {
         assert!(render("{{nope}}", &json!({})).is_err());
-        assert_eq!(render("{{cell x}}", &json!({"x": "a|b\nc"})).unwrap(), "a\\|b c");
+        assert_eq!(
+            render("{{cell x}}", &json!({"x": "a|b\nc"})).unwrap(),
+            "a\\|b c"
+        );
     }
 }

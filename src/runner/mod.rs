@@ -292,14 +292,17 @@ impl Runner {
             .load(id)
             .await?
             .ok_or_else(|| RunError::NotFound(id.to_string()))?;
-        if let Some(s) = IncidentStatus::parse(&run.incident.status) {
-            if s.is_terminal() {
-                return Ok(s);
-            }
+        if let Some(s) = IncidentStatus::parse(&run.incident.status)
+            && s.is_terminal()
+        {
+            return Ok(s);
         }
         // The run is pinned to the exact playbook bytes it started with.
         let pb = self
-            .parse_pinned(&run.incident.playbook_file, run.incident.playbook_source.as_bytes())
+            .parse_pinned(
+                &run.incident.playbook_file,
+                run.incident.playbook_source.as_bytes(),
+            )
             .map_err(|d| RunError::Pinned {
                 id: id.to_string(),
                 detail: d.to_string(),
@@ -376,11 +379,10 @@ impl Runner {
             if state.meta.status.is_terminal() && workers.is_empty() {
                 return Ok(state.meta.status);
             }
+            // Only people can move it now. Approval deadlines are rows: whichever process
+            // drives the incident next (resume, an approval, the server) fires them.
             if workers.is_empty() && state.meta.status == IncidentStatus::Waiting {
-                let next = engine::next_wake(&state);
-                if next.is_none() {
-                    return Ok(IncidentStatus::Waiting);
-                }
+                return Ok(IncidentStatus::Waiting);
             }
             // Wait for results, a timer, or the lease renewal.
             let now = now_ms();
@@ -414,11 +416,7 @@ impl Runner {
         }
     }
 
-    fn push_done(
-        &self,
-        events: &mut Vec<Event>,
-        done: Result<Done, tokio::task::JoinError>,
-    ) {
+    fn push_done(&self, events: &mut Vec<Event>, done: Result<Done, tokio::task::JoinError>) {
         let now = now_ms();
         match done {
             Ok(Done::Invoke(inv, outcome)) => events.push(Event::TaskFinished {
@@ -512,7 +510,9 @@ impl Runner {
                     let fut = action.probe(&ctx, &inv.inputs);
                     let r = with_timeout(timeout, fut).await;
                     let verdict = match r {
-                        Ok(Probe::Done { outputs, evidence }) => ProbeVerdict::Done { outputs, evidence },
+                        Ok(Probe::Done { outputs, evidence }) => {
+                            ProbeVerdict::Done { outputs, evidence }
+                        }
                         Ok(Probe::NotDone { evidence }) => ProbeVerdict::NotDone { evidence },
                         Ok(Probe::Unknown { reason }) => ProbeVerdict::Unknown { reason },
                         Err(e) => ProbeVerdict::Unknown {
@@ -536,7 +536,9 @@ impl Runner {
                     },
                     // A rehearsal records what it could not read as a finding, not a failure:
                     // the point of a game day is to find these.
-                    Err(e) if inv.mode == Mode::Rehearsal && !matches!(e, ActionError::Input(_)) => {
+                    Err(e)
+                        if inv.mode == Mode::Rehearsal && !matches!(e, ActionError::Input(_)) =>
+                    {
                         Outcome::Success {
                             outputs: json!({}),
                             detail: json!({

@@ -32,7 +32,10 @@ pub fn restore(
     state.dirty = Default::default();
     for s in run.steps {
         let Some(st) = state.steps.get_mut(&s.step_id) else {
-            return Err(format!("stored step `{}` is not in the pinned playbook", s.step_id));
+            return Err(format!(
+                "stored step `{}` is not in the pinned playbook",
+                s.step_id
+            ));
         };
         *st = StepState {
             status: StepStatus::parse(&s.status)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use super::*;
 use crate::engine::{Decision, Entry};
@@ -428,10 +428,12 @@ impl Store for SqliteStore {
     }
 
     async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>> {
-        let row = sqlx::query(&format!("SELECT {INCIDENT_COLS} FROM incidents WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {INCIDENT_COLS} FROM incidents WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(incident_from_row).transpose()
     }
 
@@ -584,10 +586,14 @@ impl Store for SqliteStore {
     }
 
     async fn artifact(&self, id: &str, name: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT content FROM artifacts WHERE incident_id = $1 AND name = $2")
+        Ok(
+            sqlx::query_scalar(
+                "SELECT content FROM artifacts WHERE incident_id = $1 AND name = $2",
+            )
             .bind(id)
             .bind(name)
             .fetch_optional(&self.pool)
-            .await?)
+            .await?,
+        )
     }
 }

@@ -86,11 +86,15 @@ impl Event {
 pub enum ChainError {
     #[error("event seq {seq}: expected seq {expected} (an event was deleted or reordered)")]
     Gap { seq: i64, expected: i64 },
-    #[error("event seq {seq}: prev_hash does not match the previous event's hash (deleted or reordered)")]
+    #[error(
+        "event seq {seq}: prev_hash does not match the previous event's hash (deleted or reordered)"
+    )]
     Link { seq: i64 },
     #[error("event seq {seq}: content does not match its hash (the event was edited)")]
     Content { seq: i64 },
-    #[error("the incident's head is seq {head_seq} but the log ends at seq {last} (events were removed from the end)")]
+    #[error(
+        "the incident's head is seq {head_seq} but the log ends at seq {last} (events were removed from the end)"
+    )]
     Head { head_seq: i64, last: i64 },
     #[error("the incident's head hash does not match the last event (the log was rewritten)")]
     HeadHash,
@@ -177,7 +181,10 @@ mod tests {
         let head = c[4].hash.clone();
         let mut edited = c.clone();
         edited[2].summary = "nothing happened".into();
-        assert_eq!(verify(&edited, 5, &head), Err(ChainError::Content { seq: 3 }));
+        assert_eq!(
+            verify(&edited, 5, &head),
+            Err(ChainError::Content { seq: 3 })
+        );
         let mut deleted = c.clone();
         deleted.remove(1);
         assert_eq!(verify(&deleted, 5, &head).map_err(|e| e.seq()), Err(3));
@@ -185,6 +192,9 @@ mod tests {
         reordered.swap(1, 2);
         assert!(verify(&reordered, 5, &head).is_err());
         let truncated = c[..4].to_vec();
-        assert!(matches!(verify(&truncated, 5, &head), Err(ChainError::Head { .. })));
+        assert!(matches!(
+            verify(&truncated, 5, &head),
+            Err(ChainError::Head { .. })
+        ));
     }
 }

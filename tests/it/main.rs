@@ -1,0 +1,10 @@
+//! The single integration-test binary (one link step on 2 cores). Each module exercises
+//! real components: the `recall` binary, SQLite, and a real Verdaccio for npm.
+
+mod support;
+
+mod audit;
+mod bad_input;
+mod cli;
+mod crash;
+mod npm_live;
