@@ -16,9 +16,16 @@ CREATE TABLE incidents (
     updated_at       BIGINT NOT NULL,
     finished_at      BIGINT,
     lease_owner      TEXT,
-    lease_until      BIGINT,
-    head_seq         BIGINT NOT NULL DEFAULT 0,   -- last timeline seq, anchors the chain's tail
-    head_hash        TEXT NOT NULL DEFAULT '0000000000000000000000000000000000000000000000000000000000000000'
+    lease_until      BIGINT
+);
+
+-- The head of each incident's timeline chain (last seq and hash): anchors the tail so a
+-- truncated log is caught. A row of its own because it changes on every commit, and the
+-- incident row carries the playbook text and params (overflow pages rewritten on update).
+CREATE TABLE timeline_heads (
+    incident_id      TEXT PRIMARY KEY REFERENCES incidents(id),
+    head_seq         BIGINT NOT NULL,
+    head_hash        TEXT NOT NULL
 );
 
 CREATE TABLE steps (

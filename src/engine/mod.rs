@@ -137,11 +137,30 @@ pub enum Command {
 
 /// The engine's single entry point.
 pub fn handle(state: &mut RunState, event: Event) -> Vec<Command> {
+    handle_all(state, vec![event])
+}
+
+/// Apply a batch of events, then drive the run once: the same result as feeding them one
+/// by one through [`handle`] (advancing is a fixed point), in one pass over the tasks
+/// instead of one per event.
+pub fn handle_all(state: &mut RunState, events: Vec<Event>) -> Vec<Command> {
     let mut out = Vec::new();
-    let now = match event {
+    let mut now = Millis::MIN;
+    for event in events {
+        now = now.max(apply(state, event, &mut out));
+    }
+    if now != Millis::MIN {
+        schedule::advance(state, now, &mut out);
+    }
+    out
+}
+
+/// The event-specific part of a transition; returns the event's time.
+fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
+    match event {
         Event::Tick { now } => now,
         Event::Resumed { now } => {
-            schedule::on_resumed(state, now, &mut out);
+            schedule::on_resumed(state, now, out);
             now
         }
         Event::TaskFinished {
@@ -151,7 +170,7 @@ pub fn handle(state: &mut RunState, event: Event) -> Vec<Command> {
             outcome,
             now,
         } => {
-            schedule::on_task_finished(state, &step, index, attempt, outcome, now, &mut out);
+            schedule::on_task_finished(state, &step, index, attempt, outcome, now, out);
             now
         }
         Event::Probed {
@@ -161,7 +180,7 @@ pub fn handle(state: &mut RunState, event: Event) -> Vec<Command> {
             verdict,
             now,
         } => {
-            schedule::on_probed(state, &step, index, attempt, verdict, now, &mut out);
+            schedule::on_probed(state, &step, index, attempt, verdict, now, out);
             now
         }
         Event::Decision {
@@ -181,7 +200,7 @@ pub fn handle(state: &mut RunState, event: Event) -> Vec<Command> {
                 reason: &reason,
                 target: target.as_deref(),
             };
-            schedule::on_decision(state, d, now, &mut out);
+            schedule::on_decision(state, d, now, out);
             now
         }
         Event::Resolve {
@@ -191,10 +210,8 @@ pub fn handle(state: &mut RunState, event: Event) -> Vec<Command> {
             reason,
             now,
         } => {
-            schedule::on_resolve(state, &step, &actor, resolution, &reason, now, &mut out);
+            schedule::on_resolve(state, &step, &actor, resolution, &reason, now, out);
             now
         }
-    };
-    schedule::advance(state, now, &mut out);
-    out
+    }
 }

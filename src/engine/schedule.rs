@@ -767,9 +767,14 @@ fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Co
         },
     };
     let mut tasks = Vec::with_capacity(items.len());
+    // One context for the whole fan-out with `item` swapped per task: rebuilding it per item
+    // would copy the params (often the very list being fanned out) once per item.
+    let mut iroot = root;
     for (i, item) in items.into_iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let iroot = context_root(state, Some(&item));
+        if let Value::Object(m) = &mut iroot {
+            m.insert("item".into(), item.clone());
+        }
         let ictx = EvalContext {
             root: &iroot,
             status: flags,

@@ -43,6 +43,8 @@ pub enum RunError {
     Pinned { id: String, detail: String },
 }
 
+const INBOX_POLL: Duration = Duration::from_millis(200);
+
 pub fn now_ms() -> Millis {
     chrono::Utc::now().timestamp_millis()
 }
@@ -318,14 +320,18 @@ impl Runner {
         let ttl = self.lease_ttl();
         let mut lease_renewed = now_ms();
         let alive = Self::alive_check();
+        let mut inbox_polled: Option<std::time::Instant> = None;
         loop {
-            // Requests from outside (approvals, resolutions).
-            let inbox = self.store.pending_inbox(id).await?;
+            // Requests from outside (approvals, resolutions): polled at most every 200 ms so
+            // a burst of results is not slowed by a read per batch.
             let mut consumed = Vec::new();
-            for item in inbox {
-                consumed.push(item.id);
-                if let Some(ev) = self.inbox_event(&item.kind, &item.payload) {
-                    events.push(ev);
+            if inbox_polled.is_none_or(|t| t.elapsed() >= INBOX_POLL) {
+                inbox_polled = Some(std::time::Instant::now());
+                for item in self.store.pending_inbox(id).await? {
+                    consumed.push(item.id);
+                    if let Some(ev) = self.inbox_event(&item.kind, &item.payload) {
+                        events.push(ev);
+                    }
                 }
             }
             let mutating_results = state.meta.mode == Mode::Live
@@ -336,10 +342,11 @@ impl Runner {
                         .is_some_and(|d| state.action(&d.uses).mutating),
                     _ => false,
                 });
-            let mut cmds = Vec::new();
-            for ev in events.drain(..) {
-                cmds.extend(engine::handle(&mut state, ev));
-            }
+            let cmds = if events.is_empty() {
+                Vec::new()
+            } else {
+                engine::handle_all(&mut state, std::mem::take(&mut events))
+            };
             let has_mutating_invoke = cmds
                 .iter()
                 .any(|c| matches!(c, Command::Invoke(i) if i.mutating && i.mode == Mode::Live));
@@ -389,7 +396,8 @@ impl Runner {
             let wake = engine::next_wake(&state)
                 .map(|w| (w - now).max(0) as u64)
                 .unwrap_or(u64::MAX)
-                .min((ttl / 3).max(100) as u64);
+                .min((ttl / 3).max(100) as u64)
+                .min(INBOX_POLL.as_millis() as u64);
             tokio::select! {
                 Some(done) = workers.join_next(), if !workers.is_empty() => {
                     self.push_done(&mut events, done);

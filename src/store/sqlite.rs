@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
 use super::*;
 use crate::engine::{Decision, Entry};
@@ -18,8 +18,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
     include_str!("../../migrations/sqlite/0001_init.sql"),
 )];
 
+/// Rows per multi-row INSERT (14 columns x 64 rows stays far below SQLite's variable limit).
+const ROWS_PER_STATEMENT: usize = 64;
+
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Write transactions committed by [`Store::commit`] (for metrics and the benchmark).
+    commits: std::sync::atomic::AtomicU64,
 }
 
 fn to_json(v: &Value) -> String {
@@ -46,7 +51,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(opts)
             .await?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            commits: std::sync::atomic::AtomicU64::new(0),
+        };
         store.check_durability().await?;
         store.migrate().await?;
         Ok(store)
@@ -82,6 +90,10 @@ impl SqliteStore {
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
+    }
+
+    pub fn commit_count(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
@@ -172,38 +184,52 @@ impl SqliteStore {
             .execute(&mut **tx)
             .await?;
         }
-        for (sid, index) in &c.dirty.tasks {
-            let Some(t) = st
-                .steps
-                .get(sid)
-                .and_then(|s| s.tasks.iter().find(|t| t.index == *index))
-            else {
-                continue;
-            };
-            sqlx::query(
-                "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                 ON CONFLICT (incident_id, step_id, item_index) DO UPDATE SET status = excluded.status,
+        // Multi-row statements: one round trip to SQLite's worker thread per 64 rows, not
+        // per row, is most of what makes a large group commit cheap.
+        let tasks: Vec<(&String, &crate::engine::TaskState)> = c
+            .dirty
+            .tasks
+            .iter()
+            .filter_map(|(sid, index)| {
+                st.steps
+                    .get(sid)
+                    .and_then(|s| {
+                        // Tasks are stored in index order; fall back to a search if not.
+                        s.tasks
+                            .get(*index as usize)
+                            .filter(|t| t.index == *index)
+                            .or_else(|| s.tasks.iter().find(|t| t.index == *index))
+                    })
+                    .map(|t| (sid, t))
+            })
+            .collect();
+        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at) ",
+            );
+            q.push_values(chunk, |mut b, (sid, t)| {
+                b.push_bind(id.clone())
+                    .push_bind((*sid).clone())
+                    .push_bind(i64::from(t.index))
+                    .push_bind(to_json(&t.item))
+                    .push_bind(t.status.as_str())
+                    .push_bind(i64::from(t.attempt))
+                    .push_bind(to_json(&t.inputs))
+                    .push_bind(t.idem_key.clone())
+                    .push_bind(to_json(&t.outputs))
+                    .push_bind(t.error.clone())
+                    .push_bind(t.next_run_at)
+                    .push_bind(t.needs_probe)
+                    .push_bind(t.started_at)
+                    .push_bind(t.finished_at);
+            });
+            q.push(
+                " ON CONFLICT (incident_id, step_id, item_index) DO UPDATE SET status = excluded.status,
                    attempt = excluded.attempt, inputs_json = excluded.inputs_json, outputs_json = excluded.outputs_json,
                    error = excluded.error, next_run_at = excluded.next_run_at, needs_probe = excluded.needs_probe,
                    started_at = excluded.started_at, finished_at = excluded.finished_at",
-            )
-            .bind(id)
-            .bind(sid)
-            .bind(i64::from(t.index))
-            .bind(to_json(&t.item))
-            .bind(t.status.as_str())
-            .bind(i64::from(t.attempt))
-            .bind(to_json(&t.inputs))
-            .bind(&t.idem_key)
-            .bind(to_json(&t.outputs))
-            .bind(&t.error)
-            .bind(t.next_run_at)
-            .bind(t.needs_probe)
-            .bind(t.started_at)
-            .bind(t.finished_at)
-            .execute(&mut **tx)
-            .await?;
+            );
+            q.build().execute(&mut **tx).await?;
         }
         for (sid, a) in &c.dirty.approvals {
             sqlx::query(
@@ -239,54 +265,67 @@ impl SqliteStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let row = sqlx::query("SELECT head_seq, head_hash FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let row =
+            sqlx::query("SELECT head_seq, head_hash FROM timeline_heads WHERE incident_id = $1")
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let mut seq: i64 = row.try_get("head_seq")?;
         let mut prev: String = row.try_get("head_hash")?;
+        let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             seq += 1;
             let summary = crate::secrets::scrub(&e.summary);
             let data_json = crate::secrets::scrub(&to_json(&e.data));
-            let canonical = timeline::canonical(
-                id,
-                seq,
-                e.at,
-                &e.actor,
-                &e.kind,
-                e.step.as_deref(),
-                e.index,
-                &summary,
-                &data_json,
+            let hash = timeline::chain_hash(
+                &prev,
+                &timeline::Fields {
+                    incident: id,
+                    seq,
+                    at: e.at,
+                    actor: &e.actor,
+                    kind: &e.kind,
+                    step: e.step.as_deref(),
+                    index: e.index,
+                    summary: &summary,
+                    data_json: &data_json,
+                },
             );
-            let hash = timeline::chain_hash(&prev, &canonical);
-            sqlx::query(
-                "INSERT INTO events (incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(id)
-            .bind(seq)
-            .bind(e.at)
-            .bind(&e.actor)
-            .bind(&e.kind)
-            .bind(&e.step)
-            .bind(e.index.map(i64::from))
-            .bind(&summary)
-            .bind(&data_json)
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut **tx)
-            .await?;
-            prev = hash;
+            let prev_hash = std::mem::replace(&mut prev, hash.clone());
+            rows.push((seq, e, summary, data_json, prev_hash, hash));
         }
-        sqlx::query("UPDATE incidents SET head_seq = $2, head_hash = $3 WHERE id = $1")
-            .bind(id)
-            .bind(seq)
-            .bind(&prev)
-            .execute(&mut **tx)
-            .await?;
+        while !rows.is_empty() {
+            let chunk: Vec<_> = rows.drain(..rows.len().min(ROWS_PER_STATEMENT)).collect();
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO events (incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash) ",
+            );
+            q.push_values(
+                chunk,
+                |mut b, (seq, e, summary, data_json, prev_hash, hash)| {
+                    b.push_bind(id.to_string())
+                        .push_bind(seq)
+                        .push_bind(e.at)
+                        .push_bind(e.actor.clone())
+                        .push_bind(e.kind.clone())
+                        .push_bind(e.step.clone())
+                        .push_bind(e.index.map(i64::from))
+                        .push_bind(summary)
+                        .push_bind(data_json)
+                        .push_bind(prev_hash)
+                        .push_bind(hash);
+                },
+            );
+            q.build().execute(&mut **tx).await?;
+        }
+        sqlx::query(
+            "UPDATE timeline_heads SET head_seq = $2, head_hash = $3 WHERE incident_id = $1",
+        )
+        .bind(id)
+        .bind(seq)
+        .bind(&prev)
+        .execute(&mut **tx)
+        .await?;
         Ok(())
     }
 }
@@ -311,7 +350,8 @@ fn incident_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<IncidentRecord> {
     })
 }
 
-const INCIDENT_COLS: &str = "id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, finished_at, head_seq, head_hash";
+const INCIDENT_COLS: &str = "id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, finished_at, h.head_seq, h.head_hash";
+const INCIDENT_FROM: &str = "incidents JOIN timeline_heads h ON h.incident_id = incidents.id";
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -319,8 +359,8 @@ impl Store for SqliteStore {
         let st = commit.state;
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO incidents (id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, head_seq, head_hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, 0, $12)",
+            "INSERT INTO incidents (id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
         )
         .bind(&st.meta.id)
         .bind(&st.playbook.name)
@@ -333,6 +373,12 @@ impl Store for SqliteStore {
         .bind(st.meta.auto_approve)
         .bind(&st.meta.started_by)
         .bind(st.meta.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO timeline_heads (incident_id, head_seq, head_hash) VALUES ($1, 0, $2)",
+        )
+        .bind(&st.meta.id)
         .bind(GENESIS)
         .execute(&mut *tx)
         .await?;
@@ -350,6 +396,8 @@ impl Store for SqliteStore {
             Self::write_commit(&mut tx, c).await?;
         }
         tx.commit().await?;
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -429,7 +477,7 @@ impl Store for SqliteStore {
 
     async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>> {
         let row = sqlx::query(&format!(
-            "SELECT {INCIDENT_COLS} FROM incidents WHERE id = $1"
+            "SELECT {INCIDENT_COLS} FROM {INCIDENT_FROM} WHERE id = $1"
         ))
         .bind(id)
         .fetch_optional(&self.pool)
@@ -439,7 +487,7 @@ impl Store for SqliteStore {
 
     async fn list(&self) -> Result<Vec<IncidentRecord>> {
         sqlx::query(&format!(
-            "SELECT {INCIDENT_COLS} FROM incidents ORDER BY created_at DESC, id"
+            "SELECT {INCIDENT_COLS} FROM {INCIDENT_FROM} ORDER BY created_at DESC, id"
         ))
         .fetch_all(&self.pool)
         .await?

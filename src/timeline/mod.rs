@@ -1,8 +1,8 @@
 //! The append-only, hash-chained action timeline.
 //!
-//! `hash = sha256(prev_hash ‖ "\n" ‖ canonical(event))`, where the canonical form is a JSON
-//! array of the stored columns in a fixed order (the `data` column as its exact stored text),
-//! so verification recomputes the chain from the database alone. The incident row keeps the
+//! `hash = sha256(prev_hash ‖ "\n" ‖ canonical(event))` over the stored columns (the `data`
+//! column as its exact stored text, see [`chain_hash`]), so verification recomputes the
+//! chain from the database alone. The incident row keeps the
 //! head (last seq and hash), which catches a truncated tail as well.
 
 use serde::Serialize;
@@ -37,47 +37,70 @@ impl Event {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub fn canonical(
-    incident: &str,
-    seq: i64,
-    at: i64,
-    actor: &str,
-    kind: &str,
-    step: Option<&str>,
-    index: Option<u32>,
-    summary: &str,
-    data_json: &str,
-) -> String {
-    // A JSON array: order-stable and unambiguous (every string is escaped and delimited).
-    serde_json::to_string(&(
-        incident, seq, at, actor, kind, step, index, summary, data_json,
-    ))
-    .unwrap_or_default()
+/// The fields of an event that its hash covers, in hash order.
+pub struct Fields<'a> {
+    pub incident: &'a str,
+    pub seq: i64,
+    pub at: i64,
+    pub actor: &'a str,
+    pub kind: &'a str,
+    pub step: Option<&'a str>,
+    pub index: Option<u32>,
+    pub summary: &'a str,
+    pub data_json: &'a str,
 }
 
-pub fn chain_hash(prev_hash: &str, canonical: &str) -> String {
+/// `sha256(prev_hash ‖ "\n" ‖ canonical(fields))`, where the canonical form is every field in
+/// a fixed order, each string length-prefixed (u64, big-endian) and each integer fixed-width:
+/// unambiguous without escaping, and streamed into the hasher without building a buffer.
+pub fn chain_hash(prev_hash: &str, f: &Fields<'_>) -> String {
+    fn bytes(h: &mut Sha256, b: &[u8]) {
+        h.update((b.len() as u64).to_be_bytes());
+        h.update(b);
+    }
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
-    h.update(canonical.as_bytes());
+    bytes(&mut h, f.incident.as_bytes());
+    h.update(f.seq.to_be_bytes());
+    h.update(f.at.to_be_bytes());
+    bytes(&mut h, f.actor.as_bytes());
+    bytes(&mut h, f.kind.as_bytes());
+    match f.step {
+        Some(s) => {
+            h.update([1u8]);
+            bytes(&mut h, s.as_bytes());
+        }
+        None => h.update([0u8]),
+    }
+    match f.index {
+        Some(i) => {
+            h.update([1u8]);
+            h.update(i.to_be_bytes());
+        }
+        None => h.update([0u8]),
+    }
+    bytes(&mut h, f.summary.as_bytes());
+    bytes(&mut h, f.data_json.as_bytes());
     hex::encode(h.finalize())
 }
 
 impl Event {
     pub fn compute_hash(&self) -> String {
-        let c = canonical(
-            &self.incident,
-            self.seq,
-            self.at,
-            &self.actor,
-            &self.kind,
-            self.step.as_deref(),
-            self.index,
-            &self.summary,
-            &self.data_json,
-        );
-        chain_hash(&self.prev_hash, &c)
+        chain_hash(
+            &self.prev_hash,
+            &Fields {
+                incident: &self.incident,
+                seq: self.seq,
+                at: self.at,
+                actor: &self.actor,
+                kind: &self.kind,
+                step: self.step.as_deref(),
+                index: self.index,
+                summary: &self.summary,
+                data_json: &self.data_json,
+            },
+        )
     }
 }
 
