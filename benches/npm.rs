@@ -5,7 +5,6 @@
 //! hash-chained timeline and a postmortem draft; the loop only deprecates.)
 
 #[path = "../tests/it/support/verdaccio.rs"]
-#[allow(dead_code)]
 mod verdaccio;
 
 use std::time::Instant;

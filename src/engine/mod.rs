@@ -5,6 +5,8 @@
 //! The runner persists the rows this module marks dirty (and the timeline entries it emits)
 //! in one transaction *before* it executes any `Invoke`: that commit is the intent record.
 
+mod context;
+mod events;
 mod schedule;
 pub mod state;
 
@@ -14,7 +16,8 @@ mod tests;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use schedule::{next_wake, step_target};
+pub use context::step_target;
+pub use schedule::next_wake;
 pub use state::*;
 
 /// Something that happened, fed to [`handle`].
@@ -160,7 +163,7 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
     match event {
         Event::Tick { now } => now,
         Event::Resumed { now } => {
-            schedule::on_resumed(state, now, out);
+            events::on_resumed(state, now, out);
             now
         }
         Event::TaskFinished {
@@ -170,7 +173,7 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
             outcome,
             now,
         } => {
-            schedule::on_task_finished(state, &step, index, attempt, outcome, now, out);
+            events::on_task_finished(state, &step, index, attempt, outcome, now, out);
             now
         }
         Event::Probed {
@@ -180,7 +183,7 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
             verdict,
             now,
         } => {
-            schedule::on_probed(state, &step, index, attempt, verdict, now, out);
+            events::on_probed(state, &step, index, attempt, verdict, now, out);
             now
         }
         Event::Decision {
@@ -192,7 +195,7 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
             target,
             now,
         } => {
-            let d = schedule::DecisionIn {
+            let d = events::DecisionIn {
                 step: &step,
                 actor: &actor,
                 groups: &groups,
@@ -200,7 +203,7 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
                 reason: &reason,
                 target: target.as_deref(),
             };
-            schedule::on_decision(state, d, now, out);
+            events::on_decision(state, d, now, out);
             now
         }
         Event::Resolve {
@@ -210,7 +213,7 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
             reason,
             now,
         } => {
-            schedule::on_resolve(state, &step, &actor, resolution, &reason, now, out);
+            events::on_resolve(state, &step, &actor, resolution, &reason, now, out);
             now
         }
     }
