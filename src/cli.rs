@@ -298,8 +298,19 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 auto_approve: a.auto_approve,
                 started_by: a.actor.clone(),
             };
-            let (id, outcome) = env.runner().start(req).await?;
-            return Ok(report(&id, &outcome, a.json));
+            let runner = env.runner();
+            let (id, outcome) = runner.start(req).await?;
+            let code = report(&id, &outcome, a.json);
+            // Every engine start also picks up incidents a crash left behind.
+            match runner.resume_interrupted(&id).await {
+                Ok(resumed) => {
+                    for (other, o) in resumed {
+                        eprintln!("recall: also resumed interrupted incident {other}: {o:?}");
+                    }
+                }
+                Err(e) => eprintln!("recall: could not resume interrupted incidents: {e}"),
+            }
+            return Ok(code);
         }
         _ => {}
     }

@@ -232,6 +232,26 @@ impl Runner {
         self.drive(id).await
     }
 
+    /// Pick up incidents that were interrupted mid-flight (status `running`, nobody alive
+    /// driving them), except `skip`. Every engine start calls this after its own work.
+    pub async fn resume_interrupted(
+        &self,
+        skip: &str,
+    ) -> Result<Vec<(String, DriveOutcome)>, RunError> {
+        let mut out = Vec::new();
+        for inc in self.store.list().await? {
+            if inc.id == skip || inc.status != IncidentStatus::Running.as_str() {
+                continue;
+            }
+            let r = self.drive(&inc.id).await?;
+            if r != DriveOutcome::Elsewhere {
+                info!(incident = %inc.id, outcome = ?r, "resumed an interrupted incident");
+                out.push((inc.id, r));
+            }
+        }
+        Ok(out)
+    }
+
     /// Resume every unfinished incident (engine start, `recall incident resume`).
     pub async fn resume_all(&self) -> Result<Vec<(String, DriveOutcome)>, RunError> {
         let mut out = Vec::new();

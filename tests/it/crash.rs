@@ -91,6 +91,54 @@ async fn sigkill_at_every_failpoint_then_resume_completes_without_duplicates() {
             checked += 1;
         }
     }
+    // Any engine start picks up what a crash left behind: kill one more run, then start an
+    // unrelated rehearsal; the interrupted incident completes too, still without duplicates.
+    let a = "crash-any-start";
+    for ver in ["1.0.0", "1.1.0"] {
+        v.publish(&t, a, ver).await;
+    }
+    let mark = v.mark();
+    let r = recall.run_env(
+        &[
+            "incident",
+            "start",
+            "--playbook",
+            "npm-account-compromise",
+            "--json",
+            "--param",
+            &format!("targets=[\"{a}@1.1.0\"]"),
+        ],
+        &[("RECALL_FAILPOINT", "after_call:1")],
+    );
+    assert_eq!(r.signal, Some(9), "{r:?}");
+    let r = recall.run(&[
+        "incident",
+        "start",
+        "--scenario",
+        "solana-web3js-2024",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    assert!(
+        r.stderr.contains("also resumed interrupted incident"),
+        "{r:?}"
+    );
+    let sent = v.mutating_requests_since(mark);
+    assert_eq!(
+        sent.len(),
+        2,
+        "one deprecation and one dist-tag move: {sent:?}"
+    );
+    let list = recall.run(&["incident", "list", "--json"]).json();
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["status"] == "succeeded"),
+        "{list}"
+    );
+
     // Every incident's timeline still verifies.
     let list = recall.run(&["incident", "list", "--json"]).json();
     for i in list.as_array().unwrap() {
