@@ -29,16 +29,7 @@ fn fresh_copy(src: &Recall, name: &str) -> Recall {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_catches_edited_deleted_and_reordered_events() {
     let base = Recall::new("");
-    let r = base.run(&[
-        "incident",
-        "start",
-        "--scenario",
-        "ua-parser-js-2021",
-        "--dry-run",
-        "--auto-approve",
-        "--json",
-    ]);
-    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = base.rehearse("ua-parser-js-2021");
     let id = r.id();
     let ok = base.run(&["audit", "verify", &id]);
     assert_eq!(ok.code, Some(0), "{ok:?}");

@@ -66,16 +66,7 @@ fn bytes(b: &Bytes) -> Vec<u8> {
 fn malformed_playbooks_give_precise_errors_and_change_nothing() {
     let recall = Recall::new("");
     // One good incident first, so "nothing changed" compares against real content.
-    let ok = recall.run(&[
-        "incident",
-        "start",
-        "--scenario",
-        "ua-parser-js-2021",
-        "--dry-run",
-        "--auto-approve",
-        "--json",
-    ]);
-    assert_eq!(ok.code, Some(0), "{ok:?}");
+    recall.rehearse("ua-parser-js-2021");
     let before = recall.run(&["incident", "list", "--json"]).stdout;
     assert!(CASES.len() >= 28);
     for c in CASES {

@@ -7,16 +7,7 @@ use crate::support::Recall;
 fn game_day_runs_offline_and_records_findings() {
     // No registry reachable, no token: the rehearsal still completes and says what it could not read.
     let recall = Recall::new("[npm]\nregistry = \"http://127.0.0.1:9\"\n");
-    let r = recall.run(&[
-        "incident",
-        "start",
-        "--scenario",
-        "ua-parser-js-2021",
-        "--dry-run",
-        "--auto-approve",
-        "--json",
-    ]);
-    assert_eq!(r.code, Some(0), "{r:?}");
+    let r = recall.rehearse("ua-parser-js-2021");
     assert_eq!(r.json()["status"], "succeeded");
     let id = r.id();
     let pm = recall.run(&["postmortem", &id]);

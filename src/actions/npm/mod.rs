@@ -463,8 +463,9 @@ fn finding_for(e: &NpmError, c: &NpmClient, what: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::revoke::masked_matches;
+    use super::revoke::{find_token, masked_matches};
     use super::*;
+    use crate::net::npm::TokenInfo;
 
     #[test]
     fn specs_split_at_the_version_at() {
@@ -482,6 +483,36 @@ mod tests {
         );
         assert!(split_spec("@solana/web3.js").is_err());
         assert!(split_spec("left-pad@").is_err());
+    }
+
+    #[test]
+    fn tokens_are_found_by_key_prefix_or_masked_form() {
+        let t = |key: &str, masked: &str| TokenInfo {
+            key: key.into(),
+            token: masked.into(),
+            readonly: false,
+            created: None,
+            cidr_whitelist: vec![],
+        };
+        let list = vec![
+            t("a1b2c3d4e5", "npm_ab...wxyz"),
+            t("a1b2ffffff", "npm_cd...9876"),
+        ];
+        assert_eq!(
+            find_token(&list, "a1b2c3d4e5").unwrap().unwrap().key,
+            "a1b2c3d4e5"
+        );
+        assert_eq!(
+            find_token(&list, "npm_cd...9876").unwrap().unwrap().key,
+            "a1b2ffffff"
+        );
+        assert_eq!(
+            find_token(&list, "a1b2ff").unwrap().unwrap().key,
+            "a1b2ffffff"
+        );
+        assert!(find_token(&list, "a1b2").is_err(), "too short a prefix");
+        assert!(find_token(&list, "a1b2c3").unwrap().is_some());
+        assert!(find_token(&list, "zzzzzzzz").unwrap().is_none());
     }
 
     #[test]

@@ -24,12 +24,16 @@ pub(super) fn masked_matches(masked: &str, secret: &SecretString) -> bool {
     }
 }
 
-fn find_token<'a>(
+pub(super) fn find_token<'a>(
     tokens: &'a [TokenInfo],
     wanted: &str,
 ) -> Result<Option<&'a TokenInfo>, ActionError> {
     let wanted = wanted.trim();
-    if let Some(t) = tokens.iter().find(|t| t.key == wanted) {
+    // By key, or by the masked form `npm token list` prints (e.g. `npm_ab...wxyz`).
+    if let Some(t) = tokens
+        .iter()
+        .find(|t| t.key == wanted || (!t.token.is_empty() && t.token == wanted))
+    {
         return Ok(Some(t));
     }
     if wanted.len() < 6 {

@@ -111,6 +111,21 @@ impl Recall {
         Run::from(c.output().expect("spawn recall"))
     }
 
+    /// Run a bundled scenario as an auto-approved rehearsal; returns the finished run.
+    pub fn rehearse(&self, scenario: &str) -> Run {
+        let r = self.run(&[
+            "incident",
+            "start",
+            "--scenario",
+            scenario,
+            "--dry-run",
+            "--auto-approve",
+            "--json",
+        ]);
+        assert_eq!(r.code, Some(0), "{r:?}");
+        r
+    }
+
     pub fn timeline(&self, id: &str) -> Value {
         let r = self.run(&["timeline", id, "--format", "json"]);
         assert_eq!(r.code, Some(0), "{r:?}");
