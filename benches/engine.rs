@@ -1,5 +1,6 @@
 //! `cargo bench --bench engine`: durable step transitions per second (synchronous=FULL)
-//! against the raw rate of SQLite committing the engine's own rows, byte for byte, with the
+//! against the raw rate of SQLite committing the engine's own rows (every timeline event,
+//! a task row per transition and one per task when the fan-out starts), byte for byte, with the
 //! same group commit (same number of transactions), measured in the same run on the same
 //! machine — once with one INSERT per row (the raw baseline) and once with 64 rows per
 //! INSERT as the engine's store does (a stricter one); and a 500-item `for_each` rehearsal's wall
@@ -72,36 +73,24 @@ async fn raw(dir: &std::path::Path, c: &Captured, multi: usize) -> f64 {
     let rows = c.events.len();
     let per = rows.div_ceil(c.commits.max(1) as usize).max(1);
     let t0 = Instant::now();
-    for batch in c.events.chunks(per) {
+    for (n, batch) in c.events.chunks(per).enumerate() {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+        // The engine stores every item of a fan-out when the step starts (evaluated once,
+        // stored): the first commit carries one row per task on top of its transitions.
+        let created: Vec<&recall::store::TaskRecord> = if n == 0 {
+            c.tasks.iter().collect()
+        } else {
+            Vec::new()
+        };
+        for chunk in created.chunks(multi.max(1)) {
+            upsert_tasks(&mut tx, chunk.to_vec()).await;
+        }
         for chunk in batch.chunks(multi.max(1)) {
             let task_rows: Vec<&recall::store::TaskRecord> = chunk
                 .iter()
                 .filter_map(|e| e.index.and_then(|i| c.tasks.get(i as usize)))
                 .collect();
-            if !task_rows.is_empty() {
-                let mut q: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
-                    "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at) ",
-                );
-                q.push_values(task_rows, |mut b, t| {
-                    b.push_bind("inc")
-                        .push_bind(t.step_id.clone())
-                        .push_bind(i64::from(t.item_index))
-                        .push_bind(t.item.to_string())
-                        .push_bind(t.status.clone())
-                        .push_bind(i64::from(t.attempt))
-                        .push_bind(t.inputs.to_string())
-                        .push_bind(t.idem_key.clone())
-                        .push_bind(t.outputs.to_string())
-                        .push_bind(t.error.clone())
-                        .push_bind(t.next_run_at)
-                        .push_bind(t.needs_probe)
-                        .push_bind(t.started_at)
-                        .push_bind(t.finished_at);
-                });
-                q.push(" ON CONFLICT (incident_id, step_id, item_index) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, inputs_json = excluded.inputs_json, outputs_json = excluded.outputs_json, error = excluded.error, next_run_at = excluded.next_run_at, needs_probe = excluded.needs_probe, started_at = excluded.started_at, finished_at = excluded.finished_at");
-                q.build().execute(&mut *tx).await.expect("task rows");
-            }
+            upsert_tasks(&mut tx, task_rows).await;
             let mut q: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
                 "INSERT INTO events (incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash) ",
             );
@@ -128,6 +117,36 @@ async fn raw(dir: &std::path::Path, c: &Captured, multi: usize) -> f64 {
         let _ = std::fs::remove_file(dir.join(format!("raw.db{ext}")));
     }
     secs
+}
+
+async fn upsert_tasks(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    task_rows: Vec<&recall::store::TaskRecord>,
+) {
+    if task_rows.is_empty() {
+        return;
+    }
+    let mut q: sqlx::QueryBuilder<sqlx::Sqlite> = sqlx::QueryBuilder::new(
+        "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at) ",
+    );
+    q.push_values(task_rows, |mut b, t| {
+        b.push_bind("inc")
+            .push_bind(t.step_id.clone())
+            .push_bind(i64::from(t.item_index))
+            .push_bind(t.item.to_string())
+            .push_bind(t.status.clone())
+            .push_bind(i64::from(t.attempt))
+            .push_bind(t.inputs.to_string())
+            .push_bind(t.idem_key.clone())
+            .push_bind(t.outputs.to_string())
+            .push_bind(t.error.clone())
+            .push_bind(t.next_run_at)
+            .push_bind(t.needs_probe)
+            .push_bind(t.started_at)
+            .push_bind(t.finished_at);
+    });
+    q.push(" ON CONFLICT (incident_id, step_id, item_index) DO UPDATE SET status = excluded.status, attempt = excluded.attempt, inputs_json = excluded.inputs_json, outputs_json = excluded.outputs_json, error = excluded.error, next_run_at = excluded.next_run_at, needs_probe = excluded.needs_probe, started_at = excluded.started_at, finished_at = excluded.finished_at");
+    q.build().execute(&mut **tx).await.expect("task rows");
 }
 
 fn main() {

@@ -6,14 +6,14 @@ use serde_json::{Value, json};
 use super::context::*;
 use super::state::*;
 use super::{Command, Outcome, ProbeVerdict, Resolution};
-use crate::playbook::StepDef;
 
 pub(super) fn on_resumed(state: &mut RunState, now: Millis, out: &mut Vec<Command>) {
     let id = state.meta.id.clone();
     let mode = state.meta.mode;
-    let defs: Vec<StepDef> = state.playbook.steps.clone();
+    let pb = state.playbook.clone(); // an Arc: the definitions are not copied
+    let defs = &pb.steps;
     let mut reconciling = 0usize;
-    for def in &defs {
+    for def in defs {
         let info = state.action(&def.uses);
         let Some(st) = state.steps.get_mut(&def.id) else {
             continue;
@@ -77,7 +77,8 @@ pub(super) fn on_task_finished(
     now: Millis,
     out: &mut Vec<Command>,
 ) {
-    let Some(def) = state.playbook.step(step).cloned() else {
+    let pb = state.playbook.clone();
+    let Some(def) = pb.step(step) else {
         return;
     };
     let info = state.action(&def.uses);
@@ -285,7 +286,8 @@ pub(super) fn on_decision(
             json!({ "actor": d.actor, "decision": d.decision, "reason": d.reason }),
         );
     };
-    let Some(def) = state.playbook.step(step).cloned() else {
+    let pb = state.playbook.clone();
+    let Some(def) = pb.step(step) else {
         refuse(out, format!("no step `{step}` in this playbook"));
         return;
     };

@@ -18,8 +18,9 @@ pub(super) fn advance(state: &mut RunState, now: Millis, out: &mut Vec<Command>)
     // Starting a step can make another ready (a skip cascades), so loop to a fixed point.
     for _ in 0..=state.playbook.steps.len() {
         let mut changed = false;
-        let defs = state.playbook.steps.clone();
-        for def in &defs {
+        let pb = state.playbook.clone(); // an Arc: the definitions are not copied
+        let defs = &pb.steps;
+        for def in defs {
             changed |= advance_step(state, def, now, out);
         }
         if !changed {
@@ -184,6 +185,7 @@ fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Co
     st.started_at = Some(now);
     for t in &tasks {
         state.dirty.tasks.insert((id.clone(), t.index));
+        state.dirty.new_tasks.insert((id.clone(), t.index));
     }
     let n = tasks.len();
     st.tasks = tasks;

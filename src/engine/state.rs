@@ -185,6 +185,9 @@ pub struct Dirty {
     pub incident: bool,
     pub steps: BTreeSet<String>,
     pub tasks: BTreeSet<(String, u32)>,
+    /// Of `tasks`, those created by this transition (a step fanning out): inserted whole;
+    /// the others only have their mutable columns updated.
+    pub new_tasks: BTreeSet<(String, u32)>,
     pub approvals: Vec<(String, Approval)>,
 }
 

@@ -203,7 +203,10 @@ impl SqliteStore {
                     .map(|t| (sid, t))
             })
             .collect();
-        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+        let (new, changed): (Vec<_>, Vec<_>) = tasks
+            .into_iter()
+            .partition(|(sid, t)| c.dirty.new_tasks.contains(&((*sid).clone(), t.index)));
+        for chunk in new.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at) ",
             );
@@ -223,13 +226,39 @@ impl SqliteStore {
                     .push_bind(t.started_at)
                     .push_bind(t.finished_at);
             });
-            q.push(
-                " ON CONFLICT (incident_id, step_id, item_index) DO UPDATE SET status = excluded.status,
-                   attempt = excluded.attempt, inputs_json = excluded.inputs_json, outputs_json = excluded.outputs_json,
-                   error = excluded.error, next_run_at = excluded.next_run_at, needs_probe = excluded.needs_probe,
-                   started_at = excluded.started_at, finished_at = excluded.finished_at",
-            );
             q.build().execute(&mut **tx).await?;
+        }
+        // Item, inputs and idempotency key never change after a task is created: later
+        // transitions update only the columns that move (UPDATE … FROM VALUES, in SQLite
+        // since 3.33 and in Postgres alike).
+        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "UPDATE tasks SET status = v.column4, attempt = v.column5, outputs_json = v.column6, error = v.column7,
+                   next_run_at = v.column8, needs_probe = v.column9, started_at = v.column10, finished_at = v.column11 FROM (",
+            );
+            q.push_values(chunk, |mut b, (sid, t)| {
+                b.push_bind(id.clone())
+                    .push_bind((*sid).clone())
+                    .push_bind(i64::from(t.index))
+                    .push_bind(t.status.as_str())
+                    .push_bind(i64::from(t.attempt))
+                    .push_bind(to_json(&t.outputs))
+                    .push_bind(t.error.clone())
+                    .push_bind(t.next_run_at)
+                    .push_bind(t.needs_probe)
+                    .push_bind(t.started_at)
+                    .push_bind(t.finished_at);
+            });
+            q.push(
+                ") AS v WHERE tasks.incident_id = v.column1 AND tasks.step_id = v.column2 AND tasks.item_index = v.column3",
+            );
+            let done = q.build().execute(&mut **tx).await?.rows_affected();
+            if done != chunk.len() as u64 {
+                return Err(StoreError::Corrupt {
+                    table: "tasks",
+                    detail: format!("{} of {} task rows to update exist", done, chunk.len()),
+                });
+            }
         }
         for (sid, a) in &c.dirty.approvals {
             sqlx::query(

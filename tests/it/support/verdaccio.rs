@@ -303,8 +303,30 @@ impl Verdaccio {
     }
 
     /// Every request Verdaccio received, in arrival order, as (METHOD, path?query).
+    /// Verdaccio's logger writes asynchronously: wait until the log has stopped growing
+    /// (150 ms without change, 5 s at most) so counts and marks include every request.
+    fn settled_log(&self) -> String {
+        let len = || {
+            std::fs::metadata(&self.log_path)
+                .map(|m| m.len())
+                .unwrap_or(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = len();
+        let mut stable_since = Instant::now();
+        while Instant::now() < deadline && stable_since.elapsed() < Duration::from_millis(150) {
+            std::thread::sleep(Duration::from_millis(25));
+            let now = len();
+            if now != last {
+                last = now;
+                stable_since = Instant::now();
+            }
+        }
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
     pub fn requests(&self) -> Vec<(String, String)> {
-        let text = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let text = self.settled_log();
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter(|v| {
