@@ -147,7 +147,7 @@ pub(super) fn on_task_finished(
             let can_retry = transient && t.attempt < def.retry.attempts;
             t.error = Some(error.clone());
             if can_retry {
-                let delay = retry_delay(&def, t, retry_after_ms);
+                let delay = retry_delay(def, t, retry_after_ms);
                 t.status = TaskStatus::RetryWait;
                 t.next_run_at = Some(now.saturating_add(delay as i64));
                 t.needs_probe = ambiguous && info.mutating;
@@ -352,7 +352,7 @@ pub(super) fn on_decision(
     };
     st.approvals.push(approval.clone());
     state.dirty.approvals.push((step.to_string(), approval));
-    let needed = required_approvals(&def, state.action(&def.uses));
+    let needed = required_approvals(def, state.action(&def.uses));
     let st = match state.steps.get_mut(step) {
         Some(s) => s,
         None => return,
