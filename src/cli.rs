@@ -376,10 +376,17 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             } else {
                 Decision::Approve
             };
+            let before = env.store.events(&a.id).await?.len();
             let o = env
                 .runner()
                 .decide(&a.id, &a.step, &a.actor, d, &a.reason)
                 .await?;
+            // Say what became of this decision: granted, rejected, or refused and why.
+            for e in env.store.events(&a.id).await?.iter().skip(before) {
+                if e.kind.starts_with("approval.") && e.actor == a.actor {
+                    eprintln!("{}: {}", e.kind, e.summary);
+                }
+            }
             Ok(report(&a.id, &o, a.json))
         }
         Command::Timeline { id, format } => {

@@ -171,6 +171,10 @@ async fn rehearsal_then_live_containment_against_verdaccio() {
         "self",
     ]);
     assert_eq!(a.code, Some(3), "{a:?}");
+    assert!(
+        a.stderr.contains("approval.refused") && a.stderr.contains("starter"),
+        "{a:?}"
+    );
     let a = recall.run(&[
         "approve",
         &id,
