@@ -60,6 +60,9 @@ pub struct EngineConfig {
     pub default_fanout: u32,
     /// How long a runner's claim on an incident lasts without renewal.
     pub lease_ttl: String,
+    /// After a crash, how long to wait before trusting a probe's "not done" (a request sent
+    /// just before the crash may still be landing).
+    pub reconcile_grace: String,
 }
 
 impl Default for EngineConfig {
@@ -68,6 +71,7 @@ impl Default for EngineConfig {
             concurrency: 64,
             default_fanout: 16,
             lease_ttl: "15s".into(),
+            reconcile_grace: "2s".into(),
         }
     }
 }
@@ -122,6 +126,7 @@ impl Config {
         for (what, d) in [
             ("npm.timeout", &cfg.npm.timeout),
             ("engine.lease_ttl", &cfg.engine.lease_ttl),
+            ("engine.reconcile_grace", &cfg.engine.reconcile_grace),
             ("approvals.timeout", &cfg.approvals.timeout),
         ] {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;

@@ -26,6 +26,7 @@ pub(super) fn on_resumed(state: &mut RunState, now: Millis, out: &mut Vec<Comman
             if info.mutating {
                 // The intent was committed but no result: ask the world before anything else.
                 reconciling += 1;
+                t.reprobe = true;
                 record(
                     out,
                     now,
@@ -201,6 +202,7 @@ pub(super) fn on_probed(
     now: Millis,
     out: &mut Vec<Command>,
 ) {
+    let grace = state.policy.reconcile_grace_ms.max(0);
     let Some(t) = find_task(state, step, index) else {
         return;
     };
@@ -222,6 +224,26 @@ pub(super) fn on_probed(
                 Some(index),
                 format!("attempt {attempt} had taken effect; recorded without sending again"),
                 json!({ "attempt": attempt, "evidence": evidence }),
+            );
+        }
+        ProbeVerdict::NotDone { evidence } if t.reprobe => {
+            // A request sent just before the crash may still be landing: ask once more,
+            // one grace period later, before sending anything again.
+            t.reprobe = false;
+            t.status = TaskStatus::RetryWait;
+            t.needs_probe = true;
+            t.next_run_at = Some(now.saturating_add(grace));
+            record(
+                out,
+                now,
+                ENGINE,
+                "reconcile.wait",
+                Some(step),
+                Some(index),
+                format!(
+                    "attempt {attempt} not visible yet; probing again in {grace} ms before sending again"
+                ),
+                json!({ "attempt": attempt, "evidence": evidence, "grace_ms": grace }),
             );
         }
         ProbeVerdict::NotDone { evidence } => {

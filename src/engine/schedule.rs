@@ -169,6 +169,7 @@ fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Co
             error: None,
             next_run_at: None,
             needs_probe: false,
+            reprobe: false,
             started_at: None,
             finished_at: None,
         });

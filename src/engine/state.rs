@@ -108,6 +108,8 @@ pub struct Policy {
     pub approval_timeout_ms: i64,
     /// Default fan-out concurrency when a step sets none.
     pub default_concurrency: u32,
+    /// How long to wait before trusting "not done" for an attempt a crash interrupted.
+    pub reconcile_grace_ms: i64,
 }
 
 impl Default for Policy {
@@ -116,6 +118,7 @@ impl Default for Policy {
             allow_self_approval: false,
             approval_timeout_ms: 24 * 3600 * 1000,
             default_concurrency: 16,
+            reconcile_grace_ms: 2_000,
         }
     }
 }
@@ -175,6 +178,10 @@ pub struct TaskState {
     /// The previous attempt of a mutating action ended without a clear answer: ask the
     /// world (probe) before sending anything again.
     pub needs_probe: bool,
+    /// Set when a crash interrupted this attempt: a "not done" answer is trusted only after a
+    /// second probe, one grace period later, because a request sent just before the crash
+    /// may still be landing at the server. Not stored: a resume sets it again.
+    pub reprobe: bool,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
 }

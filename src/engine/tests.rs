@@ -299,7 +299,7 @@ fn resume_reconciles_interrupted_mutations_and_reruns_reads() {
         vec![("r".into(), 0, 2)],
         "a read is simply run again"
     );
-    // Not done: send again (a new attempt), informed by the probe.
+    // Not done: the request may still be landing, so probe once more after the grace period…
     let c = handle(
         &mut st,
         Event::Probed {
@@ -310,6 +310,26 @@ fn resume_reconciles_interrupted_mutations_and_reruns_reads() {
                 evidence: json!({}),
             },
             now: 6,
+        },
+    );
+    assert!(invokes(&c).is_empty(), "no resend on the first 'not done'");
+    assert!(kinds(&c).contains(&"reconcile.wait".to_string()));
+    assert!(probes(&handle(&mut st, Event::Tick { now: 6 + 1_999 })).is_empty());
+    assert_eq!(
+        probes(&handle(&mut st, Event::Tick { now: 6 + 2_000 })),
+        vec![("w".into(), 0)]
+    );
+    // …and only a second "not done" sends again (a new attempt), informed by the probes.
+    let c = handle(
+        &mut st,
+        Event::Probed {
+            step: "w".into(),
+            index: 0,
+            attempt: 1,
+            verdict: ProbeVerdict::NotDone {
+                evidence: json!({}),
+            },
+            now: 2_010,
         },
     );
     assert_eq!(invokes(&c), vec![("w".into(), 0, 2)]);

@@ -25,7 +25,7 @@ use crate::engine::{
     Outcome, Policy, ProbeVerdict, Resolution, RunState,
 };
 use crate::playbook::{self, Diagnostics, Playbook};
-use crate::store::{Commit, Store, StoreError};
+use crate::store::{NewIncident, Prepared, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -107,6 +107,9 @@ impl Runner {
                 .map(|v| v as i64)
                 .unwrap_or(24 * 3_600_000),
             default_concurrency: self.config.engine.default_fanout,
+            reconcile_grace_ms: parse_duration_ms(&self.config.engine.reconcile_grace)
+                .map(|v| v as i64)
+                .unwrap_or(2_000),
         }
     }
 
@@ -161,16 +164,23 @@ impl Runner {
             }),
         };
         let dirty = state.take_dirty();
+        let first = Prepared::new(&state, dirty, vec![entry], vec![], now);
         self.store
             .create_incident(
-                &req.file,
-                Commit {
-                    state: &state,
-                    dirty,
-                    entries: vec![entry],
-                    consumed_inbox: vec![],
-                    now,
+                NewIncident {
+                    id: id.clone(),
+                    playbook_name: state.playbook.name.clone(),
+                    playbook_sha256: state.playbook.sha256.clone(),
+                    playbook_source: state.playbook.source.clone(),
+                    playbook_file: req.file.clone(),
+                    params_json: serde_json::to_string(&state.meta.params).unwrap_or_default(),
+                    mode: req.mode.as_str().into(),
+                    status: state.meta.status.as_str().into(),
+                    auto_approve: req.auto_approve,
+                    started_by: req.started_by.clone(),
+                    created_at: now,
                 },
+                first,
             )
             .await?;
         info!(incident = %id, playbook = %state.playbook.name, mode = %req.mode, "incident started");
@@ -373,7 +383,6 @@ impl Runner {
             if has_mutating_invoke {
                 self.failpoints.hit("before_intent");
             }
-            let dirty = state.take_dirty();
             let mut entries = Vec::new();
             let mut work = Vec::new();
             for c in cmds {
@@ -382,17 +391,12 @@ impl Runner {
                     other => work.push(other),
                 }
             }
-            if !dirty.is_empty() || !entries.is_empty() || !consumed.is_empty() {
-                let now = now_ms();
-                self.store
-                    .commit(vec![Commit {
-                        state: &state,
-                        dirty,
-                        entries,
-                        consumed_inbox: consumed,
-                        now,
-                    }])
-                    .await?;
+            // Group commit: every transition since the last commit, in one transaction,
+            // before any of the commands it produced is executed (the intent record).
+            let dirty = state.take_dirty();
+            let prepared = Prepared::new(&state, dirty, entries, consumed, now_ms());
+            if !prepared.is_empty() {
+                self.store.commit(vec![prepared]).await?;
             }
             if mutating_results {
                 self.failpoints.hit("after_result");

@@ -66,6 +66,7 @@ pub fn restore(
             error: t.error,
             next_run_at: t.next_run_at,
             needs_probe: t.needs_probe,
+            reprobe: false,
             started_at: t.started_at,
             finished_at: t.finished_at,
         });

@@ -108,22 +108,203 @@ pub struct InboxItem {
     pub payload: Value,
 }
 
-/// One atomic state transition: rows the engine changed, the timeline entries it emitted,
-/// inbox items it consumed. Committed in a single write transaction.
-pub struct Commit<'a> {
-    pub state: &'a RunState,
-    pub dirty: Dirty,
-    pub entries: Vec<Entry>,
+/// One atomic state transition, already serialised: the rows the engine changed, the
+/// timeline entries it emitted, the inbox items it consumed. Owned, so the runner can
+/// prepare the next transition while the store is still committing this one.
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    pub incident: String,
+    /// New status, updated_at, finished_at — when the incident row changed.
+    pub status: Option<(String, Option<i64>)>,
+    pub steps: Vec<StepRecord>,
+    /// Tasks created by this transition: inserted whole.
+    pub new_tasks: Vec<TaskRow>,
+    /// Tasks that already exist: only their mutable columns are written.
+    pub changed_tasks: Vec<TaskRow>,
+    pub approvals: Vec<ApprovalRecord>,
+    pub entries: Vec<PreparedEntry>,
     pub consumed_inbox: Vec<i64>,
     pub now: i64,
+}
+
+/// A task row with its JSON columns already serialised.
+#[derive(Clone, Debug)]
+pub struct TaskRow {
+    pub step_id: String,
+    pub item_index: i64,
+    pub item_json: String,
+    pub status: &'static str,
+    pub attempt: i64,
+    pub inputs_json: String,
+    pub idem_key: String,
+    pub outputs_json: String,
+    pub error: Option<String>,
+    pub next_run_at: Option<i64>,
+    pub needs_probe: bool,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// A timeline entry with its text scrubbed of registered secrets and its data serialised;
+/// the store assigns seq and chains the hash inside the write transaction.
+#[derive(Clone, Debug)]
+pub struct PreparedEntry {
+    pub at: i64,
+    pub actor: String,
+    pub kind: String,
+    pub step: Option<String>,
+    pub index: Option<u32>,
+    pub summary: String,
+    pub data_json: String,
+}
+
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+impl PreparedEntry {
+    pub fn from_entry(e: Entry) -> Self {
+        Self {
+            summary: crate::secrets::scrub(&e.summary),
+            data_json: crate::secrets::scrub(&json_text(&e.data)),
+            at: e.at,
+            actor: e.actor,
+            kind: e.kind,
+            step: e.step,
+            index: e.index,
+        }
+    }
+}
+
+impl Prepared {
+    /// Serialise what `dirty` names from `state` (a snapshot: the state may move on).
+    pub fn new(
+        state: &RunState,
+        dirty: Dirty,
+        entries: Vec<Entry>,
+        consumed_inbox: Vec<i64>,
+        now: i64,
+    ) -> Self {
+        let status = dirty.incident.then(|| {
+            (
+                state.meta.status.as_str().to_string(),
+                state.meta.finished_at,
+            )
+        });
+        let steps = dirty
+            .steps
+            .iter()
+            .filter_map(|sid| {
+                let s = state.steps.get(sid)?;
+                Some(StepRecord {
+                    step_id: sid.clone(),
+                    status: s.status.as_str().to_string(),
+                    fanout: s.fanout,
+                    outputs: s.outputs.clone(),
+                    error: s.error.clone(),
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                    approval_deadline: s.approval_deadline,
+                })
+            })
+            .collect();
+        let (mut new_tasks, mut changed_tasks) = (Vec::new(), Vec::new());
+        for key @ (sid, index) in &dirty.tasks {
+            let Some(t) = state.steps.get(sid).and_then(|s| {
+                // Tasks are kept in index order; fall back to a search if not.
+                s.tasks
+                    .get(*index as usize)
+                    .filter(|t| t.index == *index)
+                    .or_else(|| s.tasks.iter().find(|t| t.index == *index))
+            }) else {
+                continue;
+            };
+            let new = dirty.new_tasks.contains(key);
+            let row = TaskRow {
+                step_id: sid.clone(),
+                item_index: i64::from(t.index),
+                // Immutable after creation: only serialised for the insert.
+                item_json: if new {
+                    json_text(&t.item)
+                } else {
+                    String::new()
+                },
+                status: t.status.as_str(),
+                attempt: i64::from(t.attempt),
+                inputs_json: if new {
+                    json_text(&t.inputs)
+                } else {
+                    String::new()
+                },
+                idem_key: if new {
+                    t.idem_key.clone()
+                } else {
+                    String::new()
+                },
+                outputs_json: json_text(&t.outputs),
+                error: t.error.clone(),
+                next_run_at: t.next_run_at,
+                needs_probe: t.needs_probe,
+                started_at: t.started_at,
+                finished_at: t.finished_at,
+            };
+            if new {
+                new_tasks.push(row);
+            } else {
+                changed_tasks.push(row);
+            }
+        }
+        let approvals = dirty
+            .approvals
+            .into_iter()
+            .map(|(step_id, approval)| ApprovalRecord { step_id, approval })
+            .collect();
+        Self {
+            incident: state.meta.id.clone(),
+            status,
+            steps,
+            new_tasks,
+            changed_tasks,
+            approvals,
+            entries: entries.into_iter().map(PreparedEntry::from_entry).collect(),
+            consumed_inbox,
+            now,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.status.is_none()
+            && self.steps.is_empty()
+            && self.new_tasks.is_empty()
+            && self.changed_tasks.is_empty()
+            && self.approvals.is_empty()
+            && self.entries.is_empty()
+            && self.consumed_inbox.is_empty()
+    }
+}
+
+/// The incident row written once, when an incident is created.
+#[derive(Clone, Debug)]
+pub struct NewIncident {
+    pub id: String,
+    pub playbook_name: String,
+    pub playbook_sha256: String,
+    pub playbook_source: String,
+    pub playbook_file: String,
+    pub params_json: String,
+    pub mode: String,
+    pub status: String,
+    pub auto_approve: bool,
+    pub started_by: String,
+    pub created_at: i64,
 }
 
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Insert a new incident with its pinned playbook and the first transition.
-    async fn create_incident(&self, file: &str, commit: Commit<'_>) -> Result<()>;
-    /// Commit several incidents' transitions in one transaction (group commit).
-    async fn commit(&self, commits: Vec<Commit<'_>>) -> Result<()>;
+    async fn create_incident(&self, incident: NewIncident, first: Prepared) -> Result<()>;
+    /// Commit transitions (of one or several incidents) in one transaction: group commit.
+    async fn commit(&self, batch: Vec<Prepared>) -> Result<()>;
     async fn load(&self, id: &str) -> Result<Option<StoredRun>>;
     async fn incident(&self, id: &str) -> Result<Option<IncidentRecord>>;
     async fn list(&self) -> Result<Vec<IncidentRecord>>;

@@ -149,22 +149,20 @@ impl SqliteStore {
         Ok(())
     }
 
-    async fn write_commit(tx: &mut Transaction<'static, Sqlite>, c: &Commit<'_>) -> Result<()> {
-        let st = c.state;
-        let id = &st.meta.id;
-        if c.dirty.incident {
+    async fn write_commit(tx: &mut Transaction<'static, Sqlite>, c: Prepared) -> Result<()> {
+        let id = c.incident;
+        if let Some((status, finished_at)) = &c.status {
             sqlx::query(
                 "UPDATE incidents SET status = $2, updated_at = $3, finished_at = $4 WHERE id = $1",
             )
-            .bind(id)
-            .bind(st.meta.status.as_str())
+            .bind(&id)
+            .bind(status)
             .bind(c.now)
-            .bind(st.meta.finished_at)
+            .bind(finished_at)
             .execute(&mut **tx)
             .await?;
         }
-        for sid in &c.dirty.steps {
-            let Some(s) = st.steps.get(sid) else { continue };
+        for s in c.steps {
             sqlx::query(
                 "INSERT INTO steps (incident_id, step_id, status, fanout, outputs_json, error, started_at, finished_at, approval_deadline)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -172,12 +170,12 @@ impl SqliteStore {
                    outputs_json = excluded.outputs_json, error = excluded.error, started_at = excluded.started_at,
                    finished_at = excluded.finished_at, approval_deadline = excluded.approval_deadline",
             )
-            .bind(id)
-            .bind(sid)
-            .bind(s.status.as_str())
+            .bind(&id)
+            .bind(s.step_id)
+            .bind(s.status)
             .bind(s.fanout)
             .bind(to_json(&s.outputs))
-            .bind(&s.error)
+            .bind(s.error)
             .bind(s.started_at)
             .bind(s.finished_at)
             .bind(s.approval_deadline)
@@ -186,41 +184,23 @@ impl SqliteStore {
         }
         // Multi-row statements: one round trip to SQLite's worker thread per 64 rows, not
         // per row, is most of what makes a large group commit cheap.
-        let tasks: Vec<(&String, &crate::engine::TaskState)> = c
-            .dirty
-            .tasks
-            .iter()
-            .filter_map(|(sid, index)| {
-                st.steps
-                    .get(sid)
-                    .and_then(|s| {
-                        // Tasks are stored in index order; fall back to a search if not.
-                        s.tasks
-                            .get(*index as usize)
-                            .filter(|t| t.index == *index)
-                            .or_else(|| s.tasks.iter().find(|t| t.index == *index))
-                    })
-                    .map(|t| (sid, t))
-            })
-            .collect();
-        let (new, changed): (Vec<_>, Vec<_>) = tasks
-            .into_iter()
-            .partition(|(sid, t)| c.dirty.new_tasks.contains(&((*sid).clone(), t.index)));
-        for chunk in new.chunks(ROWS_PER_STATEMENT) {
+        let mut new = c.new_tasks;
+        while !new.is_empty() {
+            let chunk: Vec<TaskRow> = new.drain(..new.len().min(ROWS_PER_STATEMENT)).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at) ",
             );
-            q.push_values(chunk, |mut b, (sid, t)| {
+            q.push_values(chunk, |mut b, t| {
                 b.push_bind(id.clone())
-                    .push_bind((*sid).clone())
-                    .push_bind(i64::from(t.index))
-                    .push_bind(to_json(&t.item))
-                    .push_bind(t.status.as_str())
-                    .push_bind(i64::from(t.attempt))
-                    .push_bind(to_json(&t.inputs))
-                    .push_bind(t.idem_key.clone())
-                    .push_bind(to_json(&t.outputs))
-                    .push_bind(t.error.clone())
+                    .push_bind(t.step_id)
+                    .push_bind(t.item_index)
+                    .push_bind(t.item_json)
+                    .push_bind(t.status)
+                    .push_bind(t.attempt)
+                    .push_bind(t.inputs_json)
+                    .push_bind(t.idem_key)
+                    .push_bind(t.outputs_json)
+                    .push_bind(t.error)
                     .push_bind(t.next_run_at)
                     .push_bind(t.needs_probe)
                     .push_bind(t.started_at)
@@ -231,19 +211,24 @@ impl SqliteStore {
         // Item, inputs and idempotency key never change after a task is created: later
         // transitions update only the columns that move (UPDATE … FROM VALUES, in SQLite
         // since 3.33 and in Postgres alike).
-        for chunk in changed.chunks(ROWS_PER_STATEMENT) {
+        let mut changed = c.changed_tasks;
+        while !changed.is_empty() {
+            let chunk: Vec<TaskRow> = changed
+                .drain(..changed.len().min(ROWS_PER_STATEMENT))
+                .collect();
+            let n = chunk.len() as u64;
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "UPDATE tasks SET status = v.column4, attempt = v.column5, outputs_json = v.column6, error = v.column7,
                    next_run_at = v.column8, needs_probe = v.column9, started_at = v.column10, finished_at = v.column11 FROM (",
             );
-            q.push_values(chunk, |mut b, (sid, t)| {
+            q.push_values(chunk, |mut b, t| {
                 b.push_bind(id.clone())
-                    .push_bind((*sid).clone())
-                    .push_bind(i64::from(t.index))
-                    .push_bind(t.status.as_str())
-                    .push_bind(i64::from(t.attempt))
-                    .push_bind(to_json(&t.outputs))
-                    .push_bind(t.error.clone())
+                    .push_bind(t.step_id)
+                    .push_bind(t.item_index)
+                    .push_bind(t.status)
+                    .push_bind(t.attempt)
+                    .push_bind(t.outputs_json)
+                    .push_bind(t.error)
                     .push_bind(t.next_run_at)
                     .push_bind(t.needs_probe)
                     .push_bind(t.started_at)
@@ -253,35 +238,35 @@ impl SqliteStore {
                 ") AS v WHERE tasks.incident_id = v.column1 AND tasks.step_id = v.column2 AND tasks.item_index = v.column3",
             );
             let done = q.build().execute(&mut **tx).await?.rows_affected();
-            if done != chunk.len() as u64 {
+            if done != n {
                 return Err(StoreError::Corrupt {
                     table: "tasks",
-                    detail: format!("{} of {} task rows to update exist", done, chunk.len()),
+                    detail: format!("{done} of {n} task rows to update exist"),
                 });
             }
         }
-        for (sid, a) in &c.dirty.approvals {
+        for a in c.approvals {
             sqlx::query(
                 "INSERT INTO approvals (incident_id, step_id, actor, decision, target, reason, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(id)
-            .bind(sid)
-            .bind(&a.actor)
-            .bind(a.decision.as_str())
-            .bind(&a.target)
-            .bind(&a.reason)
-            .bind(a.at)
+            .bind(&id)
+            .bind(a.step_id)
+            .bind(a.approval.actor)
+            .bind(a.approval.decision.as_str())
+            .bind(a.approval.target)
+            .bind(a.approval.reason)
+            .bind(a.approval.at)
             .execute(&mut **tx)
             .await?;
         }
-        for inbox in &c.consumed_inbox {
+        for inbox in c.consumed_inbox {
             sqlx::query("UPDATE inbox SET consumed_at = $2 WHERE id = $1")
                 .bind(inbox)
                 .bind(c.now)
                 .execute(&mut **tx)
                 .await?;
         }
-        Self::append_in(tx, id, &c.entries).await
+        Self::append_in(tx, &id, c.entries).await
     }
 
     /// Append entries to the chain inside the caller's write transaction: the head is read
@@ -289,7 +274,7 @@ impl SqliteStore {
     async fn append_in(
         tx: &mut Transaction<'static, Sqlite>,
         id: &str,
-        entries: &[Entry],
+        entries: Vec<PreparedEntry>,
     ) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
@@ -305,8 +290,6 @@ impl SqliteStore {
         let mut rows = Vec::with_capacity(entries.len());
         for e in entries {
             seq += 1;
-            let summary = crate::secrets::scrub(&e.summary);
-            let data_json = crate::secrets::scrub(&to_json(&e.data));
             let hash = timeline::chain_hash(
                 &prev,
                 &timeline::Fields {
@@ -317,34 +300,31 @@ impl SqliteStore {
                     kind: &e.kind,
                     step: e.step.as_deref(),
                     index: e.index,
-                    summary: &summary,
-                    data_json: &data_json,
+                    summary: &e.summary,
+                    data_json: &e.data_json,
                 },
             );
             let prev_hash = std::mem::replace(&mut prev, hash.clone());
-            rows.push((seq, e, summary, data_json, prev_hash, hash));
+            rows.push((seq, e, prev_hash, hash));
         }
         while !rows.is_empty() {
             let chunk: Vec<_> = rows.drain(..rows.len().min(ROWS_PER_STATEMENT)).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO events (incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash) ",
             );
-            q.push_values(
-                chunk,
-                |mut b, (seq, e, summary, data_json, prev_hash, hash)| {
-                    b.push_bind(id.to_string())
-                        .push_bind(seq)
-                        .push_bind(e.at)
-                        .push_bind(e.actor.clone())
-                        .push_bind(e.kind.clone())
-                        .push_bind(e.step.clone())
-                        .push_bind(e.index.map(i64::from))
-                        .push_bind(summary)
-                        .push_bind(data_json)
-                        .push_bind(prev_hash)
-                        .push_bind(hash);
-                },
-            );
+            q.push_values(chunk, |mut b, (seq, e, prev_hash, hash)| {
+                b.push_bind(id.to_string())
+                    .push_bind(seq)
+                    .push_bind(e.at)
+                    .push_bind(e.actor)
+                    .push_bind(e.kind)
+                    .push_bind(e.step)
+                    .push_bind(e.index.map(i64::from))
+                    .push_bind(e.summary)
+                    .push_bind(e.data_json)
+                    .push_bind(prev_hash)
+                    .push_bind(hash);
+            });
             q.build().execute(&mut **tx).await?;
         }
         sqlx::query(
@@ -384,44 +364,43 @@ const INCIDENT_FROM: &str = "incidents JOIN timeline_heads h ON h.incident_id = 
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create_incident(&self, file: &str, commit: Commit<'_>) -> Result<()> {
-        let st = commit.state;
+    async fn create_incident(&self, inc: NewIncident, first: Prepared) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO incidents (id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
         )
-        .bind(&st.meta.id)
-        .bind(&st.playbook.name)
-        .bind(&st.playbook.sha256)
-        .bind(&st.playbook.source)
-        .bind(file)
-        .bind(to_json(&st.meta.params))
-        .bind(st.meta.mode.as_str())
-        .bind(st.meta.status.as_str())
-        .bind(st.meta.auto_approve)
-        .bind(&st.meta.started_by)
-        .bind(st.meta.created_at)
+        .bind(&inc.id)
+        .bind(inc.playbook_name)
+        .bind(inc.playbook_sha256)
+        .bind(inc.playbook_source)
+        .bind(inc.playbook_file)
+        .bind(inc.params_json)
+        .bind(inc.mode)
+        .bind(inc.status)
+        .bind(inc.auto_approve)
+        .bind(inc.started_by)
+        .bind(inc.created_at)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
             "INSERT INTO timeline_heads (incident_id, head_seq, head_hash) VALUES ($1, 0, $2)",
         )
-        .bind(&st.meta.id)
+        .bind(&inc.id)
         .bind(GENESIS)
         .execute(&mut *tx)
         .await?;
-        Self::write_commit(&mut tx, &commit).await?;
+        Self::write_commit(&mut tx, first).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    async fn commit(&self, commits: Vec<Commit<'_>>) -> Result<()> {
-        if commits.is_empty() {
+    async fn commit(&self, batch: Vec<Prepared>) -> Result<()> {
+        if batch.iter().all(Prepared::is_empty) {
             return Ok(());
         }
         let mut tx = self.begin().await?;
-        for c in &commits {
+        for c in batch {
             Self::write_commit(&mut tx, c).await?;
         }
         tx.commit().await?;
@@ -560,7 +539,8 @@ impl Store for SqliteStore {
 
     async fn append(&self, id: &str, entries: Vec<Entry>) -> Result<()> {
         let mut tx = self.begin().await?;
-        Self::append_in(&mut tx, id, &entries).await?;
+        let entries = entries.into_iter().map(PreparedEntry::from_entry).collect();
+        Self::append_in(&mut tx, id, entries).await?;
         tx.commit().await?;
         Ok(())
     }
