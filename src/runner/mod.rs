@@ -203,6 +203,17 @@ impl Runner {
         if reason.trim().is_empty() {
             return Err(RunError::Invalid("an approval needs --reason TEXT".into()));
         }
+        let inc = self
+            .store
+            .incident(id)
+            .await?
+            .ok_or_else(|| RunError::NotFound(id.to_string()))?;
+        if IncidentStatus::parse(&inc.status).is_some_and(IncidentStatus::is_terminal) {
+            return Err(RunError::Invalid(format!(
+                "incident {id} is already {}; there is nothing left to approve",
+                inc.status
+            )));
+        }
         self.store
             .push_inbox(
                 id,

@@ -79,6 +79,21 @@ fn exit_codes_and_unknown_ids() {
         "--json",
     ]);
     let id = s.id();
+    let late = recall.run(&[
+        "approve",
+        &id,
+        "deprecate",
+        "--as",
+        "alice",
+        "--reason",
+        "late",
+    ]);
+    assert_eq!(
+        late.code,
+        Some(2),
+        "a finished incident has nothing to approve: {late:?}"
+    );
+    assert!(late.stderr.contains("already succeeded"), "{late:?}");
     let n = recall.run(&["note", &id, "paged the maintainer", "--as", "carol"]);
     assert_eq!(n.code, Some(0), "{n:?}");
     let tl = recall.timeline(&id);
