@@ -369,3 +369,95 @@ async fn recall_refuses_to_revoke_its_own_token() {
         .unwrap();
     assert_eq!(fl["status"], "failed", "{fl}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeprecate_and_explicit_dist_tags() {
+    let v = Verdaccio::start().await;
+    let t = v.admin_token.clone();
+    for ver in ["1.0.0", "1.1.0", "2.0.0"] {
+        v.publish(&t, "is-thing", ver).await;
+    }
+    let recall = Recall::for_registry(&v.url, &t);
+    let pb = crate::support::write_file(
+        recall.dir.path(),
+        "tags.yaml",
+        br#"name: tags
+steps:
+  - id: deprecate
+    uses: npm.deprecate
+    with: { package: is-thing, version: "^1.0.0", message: "bad line" }
+  - id: undeprecate
+    uses: npm.undeprecate
+    needs: [deprecate]
+    with: { package: is-thing, version: "1.1.0" }
+  - id: beta
+    uses: npm.dist_tag
+    needs: [undeprecate]
+    with: { package: is-thing, tag: beta, version: "1.1.0" }
+  - id: drop-beta
+    uses: npm.dist_tag
+    needs: [beta]
+    with: { package: is-thing, tag: beta, remove: true }
+  - id: refuse-bad-latest
+    uses: npm.dist_tag
+    needs: [drop-beta]
+    continue-on-error: true
+    with: { package: is-thing, tag: latest, version: "1.0.0", avoid: ["1.0.0"] }
+"#,
+    );
+    let mark = v.mark();
+    let r = recall.run(&["incident", "start", "--playbook", &pb, "--json"]);
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let id = r.id();
+    assert_eq!(
+        deprecated(&v, "is-thing").await,
+        vec![
+            ("1.0.0".into(), true),
+            ("1.1.0".into(), false),
+            ("2.0.0".into(), false)
+        ],
+        "the range was deprecated, then 1.1.0 undeprecated"
+    );
+    let pk = v.get_json(&t, "is-thing").await.expect("packument");
+    assert!(
+        pk["dist-tags"].get("beta").is_none(),
+        "beta was set, then removed: {}",
+        pk["dist-tags"]
+    );
+    assert_eq!(pk["dist-tags"]["latest"], "2.0.0");
+    let sent = v.mutating_requests_since(mark);
+    let n = |m: &str, frag: &str| {
+        sent.iter()
+            .filter(|(mm, u)| mm == m && u.contains(frag))
+            .count()
+    };
+    assert_eq!(
+        n("PUT", "/-/package/is-thing/dist-tags/beta"),
+        1,
+        "{sent:?}"
+    );
+    assert_eq!(
+        n("DELETE", "/-/package/is-thing/dist-tags/beta"),
+        1,
+        "{sent:?}"
+    );
+    assert_eq!(
+        n("PUT", "/-/package/is-thing/dist-tags/latest"),
+        0,
+        "a bad latest is refused: {sent:?}"
+    );
+    let show = recall.show(&id);
+    let refused = show["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step_id"] == "refuse-bad-latest")
+        .unwrap();
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bad versions"),
+        "{refused}"
+    );
+}
