@@ -6,6 +6,7 @@ pub mod actions;
 pub mod bundled;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod engine;
 pub mod expr;
 pub mod net;

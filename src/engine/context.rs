@@ -143,15 +143,18 @@ pub fn step_target(uses: &str, tasks: &[TaskState]) -> String {
 }
 
 /// The human part of a target: package@version, digest, token key, whatever the inputs name.
-pub(super) fn describe_inputs(inputs: &Value) -> String {
+pub fn describe_inputs(inputs: &Value) -> String {
     let get = |k: &str| inputs.get(k).and_then(Value::as_str);
-    match (get("package"), get("version")) {
-        (Some(p), Some(v)) => format!("{p}@{v}"),
-        (Some(p), None) => p.to_string(),
-        _ => ["target", "token", "digest", "image", "name"]
-            .iter()
-            .find_map(|k| get(k).map(str::to_string))
-            .unwrap_or_else(|| "(no target)".to_string()),
+    match (get("package"), get("version"), get("tag")) {
+        (Some(p), Some(v), _) => format!("{p}@{v}"),
+        (Some(p), None, Some(t)) => format!("{p} dist-tag {t}"),
+        (Some(p), None, None) => p.to_string(),
+        _ => [
+            "spec", "target", "token", "digest", "image", "name", "title",
+        ]
+        .iter()
+        .find_map(|k| get(k).map(str::to_string))
+        .unwrap_or_else(|| "(no target)".to_string()),
     }
 }
 

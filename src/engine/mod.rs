@@ -16,7 +16,7 @@ mod tests;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use context::step_target;
+pub use context::{describe_inputs, step_target};
 pub use schedule::next_wake;
 pub use state::*;
 

@@ -514,3 +514,21 @@ fn rehearsal_invocations_carry_the_mode() {
             .any(|c| matches!(c, Command::Invoke(i) if i.mode == Mode::Rehearsal && i.mutating))
     );
 }
+
+#[test]
+fn targets_name_what_the_inputs_touch() {
+    assert_eq!(
+        describe_inputs(&json!({ "package": "rc", "version": "1.2.9" })),
+        "rc@1.2.9"
+    );
+    assert_eq!(
+        describe_inputs(&json!({ "spec": "@solana/web3.js@1.95.6" })),
+        "@solana/web3.js@1.95.6"
+    );
+    assert_eq!(
+        describe_inputs(&json!({ "package": "rc", "tag": "latest" })),
+        "rc dist-tag latest"
+    );
+    assert_eq!(describe_inputs(&json!({ "token": "a1b2c3" })), "a1b2c3");
+    assert_eq!(describe_inputs(&json!({})), "(no target)");
+}

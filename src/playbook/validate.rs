@@ -584,18 +584,7 @@ fn valid_approver(s: &str) -> bool {
 
 /// `500ms`, `1s`, `2m`, `1h` → milliseconds.
 pub(crate) fn parse_duration(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().ok()?;
-    let mult = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
+    crate::duration::parse_duration_ms(s).ok()
 }
 
 /// Levenshtein distance over chars (inputs are short names).

@@ -62,21 +62,6 @@ pub fn offset(ms: i64) -> String {
     format!("{}{body}", if neg { "-" } else { "+" })
 }
 
-fn target_of(inputs: &Value) -> String {
-    let get = |k: &str| inputs.get(k).and_then(Value::as_str);
-    match (get("package"), get("version")) {
-        (Some(p), Some(v)) => format!("{p}@{v}"),
-        (Some(p), None) => match get("tag") {
-            Some(t) => format!("{p} dist-tag {t}"),
-            None => p.to_string(),
-        },
-        _ => ["target", "token", "digest", "image", "message", "title"]
-            .iter()
-            .find_map(|k| get(k).map(str::to_string))
-            .unwrap_or_default(),
-    }
-}
-
 /// Build the template model from the stored facts.
 pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -> Value {
     let inc: &IncidentRecord = &run.incident;
@@ -125,7 +110,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
             if let Some(f) = d.pointer("/detail/findings").and_then(Value::as_array) {
                 for x in f {
                     findings.push(
-                        json!({ "step": t.step_id, "target": target_of(&t.inputs), "finding": x }),
+                        json!({ "step": t.step_id, "target": crate::engine::describe_inputs(&t.inputs), "finding": x }),
                     );
                 }
             }
@@ -156,7 +141,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
             "step": t.step_id,
             "uses": uses,
             "phase": phase,
-            "target": target_of(&t.inputs),
+            "target": crate::engine::describe_inputs(&t.inputs),
             "started": t.started_at.map(rfc3339).unwrap_or_else(|| "-".into()),
             "ended": t.finished_at.map(rfc3339).unwrap_or_else(|| "-".into()),
             "status": t.status,

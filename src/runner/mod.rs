@@ -43,6 +43,13 @@ pub enum RunError {
     Pinned { id: String, detail: String },
 }
 
+/// This host's name: part of a lease owner, so a dead owner on this host is recognised.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 const INBOX_POLL: Duration = Duration::from_millis(200);
 
 pub fn now_ms() -> Millis {
@@ -83,9 +90,7 @@ enum Done {
 
 impl Runner {
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>, config: Arc<Config>) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
+        let host = hostname();
         let owner = format!(
             "{host}:{}:{}",
             std::process::id(),
@@ -284,9 +289,7 @@ impl Runner {
     }
 
     fn alive_check() -> impl Fn(&str) -> bool + Send + Sync {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "localhost".into());
+        let host = hostname();
         move |owner: &str| {
             let mut parts = owner.split(':');
             let (Some(h), Some(pid)) = (parts.next(), parts.next()) else {
