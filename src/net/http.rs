@@ -32,8 +32,14 @@ pub struct RequestRecord {
     pub url: String,
     /// Extra headers. Credential headers (see [`is_sensitive_header`]) hold [`REDACTED`].
     pub headers: Vec<(String, String)>,
-    /// JSON body, if any (sent as `application/json`).
+    /// JSON body, if any (sent as `application/json` unless a `content-type` header says
+    /// otherwise).
     pub body: Option<serde_json::Value>,
+    /// A body that must go on the wire byte for byte (an OCI manifest whose digest is the
+    /// hash of these exact bytes). Sent instead of `body` when set; `content-type` comes from
+    /// the headers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_body: Option<String>,
 }
 
 impl RequestRecord {
@@ -44,7 +50,26 @@ impl RequestRecord {
             url: url.into(),
             headers: Vec::new(),
             body: None,
+            raw_body: None,
         }
+    }
+
+    /// Sets a body sent byte for byte, with its content type.
+    pub fn with_raw(mut self, content_type: &str, body: impl Into<String>) -> Self {
+        self.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+        self.headers
+            .push(("content-type".to_string(), content_type.to_string()));
+        self.raw_body = Some(body.into());
+        self
+    }
+
+    /// The value of a (non-sensitive) header of this record.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Adds a header; the value of a sensitive header is replaced by [`REDACTED`].
@@ -299,6 +324,8 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[derive(Debug, Clone)]
 pub struct HttpResponse {
     pub status: u16,
+    /// Response headers (digests, pagination links, content types).
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
@@ -348,14 +375,19 @@ pub async fn send_record(
         value.set_sensitive(true);
         req = req.header(*k, value);
     }
-    if let Some(body) = &rec.body {
+    if let Some(raw) = &rec.raw_body {
+        req = req.body(raw.clone().into_bytes());
+    } else if let Some(body) = &rec.body {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| HttpError::Decode(format!("cannot serialise request body: {e}")))?;
-        req = req
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(bytes);
+        if rec.header("content-type").is_none() {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+        }
+        req = req.body(bytes);
     }
-    req = req.header(reqwest::header::ACCEPT, "application/json");
+    if rec.header("accept").is_none() {
+        req = req.header(reqwest::header::ACCEPT, "application/json");
+    }
 
     tracing::debug!(method = %rec.method, url = %rec.url, "registry request");
     let resp = req.send().await.map_err(transport_error)?;
@@ -365,10 +397,15 @@ pub async fn send_record(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
+    let headers = resp.headers().clone();
     let body = resp.text().await.map_err(transport_error)?;
     tracing::debug!(method = %rec.method, url = %rec.url, status, "registry answer");
     if (200..300).contains(&status) {
-        return Ok(HttpResponse { status, body });
+        return Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        });
     }
     let secrets: Vec<&SecretString> = secret_headers.iter().map(|(_, s)| *s).collect();
     Err(HttpError::Status {
@@ -380,7 +417,7 @@ pub async fn send_record(
     })
 }
 
-fn transport_error(e: reqwest::Error) -> HttpError {
+pub fn transport_error(e: reqwest::Error) -> HttpError {
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
