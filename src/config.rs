@@ -23,6 +23,148 @@ pub struct Config {
     pub approvals: ApprovalsConfig,
     /// Approver groups: `release-admins = ["alice", "bob"]`, used by `approval.from`.
     pub groups: BTreeMap<String, Vec<String>>,
+    pub gate: GateConfig,
+    pub crates: CratesConfig,
+    pub pypi: PypiConfig,
+    pub oci: OciConfig,
+}
+
+/// The deletion gate (`[gate]`). Every field can only make the engine's gate stricter: the
+/// window is at most 72 hours and at least one approval is always required.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateConfig {
+    /// Deletion window after the registry's publish time (at most 72h).
+    pub window: String,
+    /// Distinct approvers every deletion needs (at least 1).
+    pub approvals: u32,
+    /// Who may approve deletions: `user:NAME` / `group:NAME`. Empty: whoever the step's
+    /// `approval.from` names.
+    pub approvers: Vec<String>,
+    /// An approval older than this at the moment of deletion no longer counts.
+    pub approval_ttl: String,
+    /// Compliance classes: targets matching a rule are never deleted.
+    pub retention: Vec<RetentionConfig>,
+}
+
+impl Default for GateConfig {
+    fn default() -> Self {
+        Self {
+            window: "72h".into(),
+            approvals: 1,
+            approvers: Vec::new(),
+            approval_ttl: "4h".into(),
+            retention: Vec::new(),
+        }
+    }
+}
+
+/// `[[gate.retention]]`: a named compliance class. `match` holds globs over target labels
+/// (`npm:NAME@VERSION`, `crates:NAME@VERSION`, `oci:HOST/REPO@DIGEST`,
+/// `oci-tag:HOST/REPO:TAG`, `digest:sha256:…`); `tags`, `digests` and `packages` are
+/// shorthands for the common cases.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub patterns: Vec<String>,
+    /// Tag globs, e.g. `v*`: any image carrying such a tag is retained.
+    pub tags: Vec<String>,
+    /// Exact digests (`sha256:…`), e.g. deployed release digests.
+    pub digests: Vec<String>,
+    /// Package globs in `ecosystem:name@version` form, e.g. `npm:@acme/*`.
+    pub packages: Vec<String>,
+}
+
+impl RetentionConfig {
+    /// The rule as label globs.
+    pub fn patterns(&self) -> Vec<String> {
+        let mut out = self.patterns.clone();
+        out.extend(self.tags.iter().map(|t| format!("oci-tag:*:{t}")));
+        out.extend(self.digests.iter().map(|d| format!("digest:{d}")));
+        out.extend(self.packages.iter().cloned());
+        out
+    }
+}
+
+/// `[crates]`: a cargo registry web API (crates.io or a private registry).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CratesConfig {
+    /// API base, e.g. `https://crates.io`.
+    pub api: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub timeout: String,
+}
+
+impl Default for CratesConfig {
+    fn default() -> Self {
+        Self {
+            api: "https://crates.io".into(),
+            token_env: Some("CARGO_REGISTRY_TOKEN".into()),
+            token_file: None,
+            timeout: "30s".into(),
+        }
+    }
+}
+
+/// `[pypi]`: the index read to verify yanks, and the web UI people yank in.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PypiConfig {
+    /// JSON and Simple API base, e.g. `https://pypi.org`.
+    pub api: String,
+    /// Web UI base for the manage links, e.g. `https://pypi.org`.
+    pub web: String,
+    pub timeout: String,
+}
+
+impl Default for PypiConfig {
+    fn default() -> Self {
+        Self {
+            api: "https://pypi.org".into(),
+            web: "https://pypi.org".into(),
+            timeout: "30s".into(),
+        }
+    }
+}
+
+/// `[oci]`: container registries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OciConfig {
+    /// Hosts (`host[:port]`) spoken to over plain HTTP: local mirrors and tests only.
+    pub insecure: Vec<String>,
+    /// OCI registries keep no publish time. `refuse` (default): the deletion gate refuses
+    /// a digest deletion; `allow`: the window check is skipped and recorded as exempt.
+    pub publish_time: String,
+    pub timeout: String,
+    /// Credentials per registry host: `[oci.auth."ghcr.io"]`.
+    pub auth: BTreeMap<String, OciAuthConfig>,
+}
+
+impl Default for OciConfig {
+    fn default() -> Self {
+        Self {
+            insecure: Vec::new(),
+            publish_time: "refuse".into(),
+            timeout: "30s".into(),
+            auth: BTreeMap::new(),
+        }
+    }
+}
+
+/// Basic credentials (`username` + password from env/file), or a static bearer token.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OciAuthConfig {
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,8 +270,65 @@ impl Config {
             ("engine.lease_ttl", &cfg.engine.lease_ttl),
             ("engine.reconcile_grace", &cfg.engine.reconcile_grace),
             ("approvals.timeout", &cfg.approvals.timeout),
+            ("gate.window", &cfg.gate.window),
+            ("gate.approval_ttl", &cfg.gate.approval_ttl),
+            ("crates.timeout", &cfg.crates.timeout),
+            ("pypi.timeout", &cfg.pypi.timeout),
+            ("oci.timeout", &cfg.oci.timeout),
         ] {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
+        }
+        let window = parse_duration_ms(&cfg.gate.window).unwrap_or(u64::MAX);
+        if window == 0 || window as i64 > crate::engine::gate::MAX_WINDOW_MS {
+            return Err(ConfigError::Invalid(format!(
+                "gate.window = {:?}: the deletion window is at most 72h (npm's) and more than 0",
+                cfg.gate.window
+            )));
+        }
+        if cfg.gate.approvals == 0 {
+            return Err(ConfigError::Invalid(
+                "gate.approvals must be >= 1: a deletion always needs an explicit approval"
+                    .into(),
+            ));
+        }
+        for a in &cfg.gate.approvers {
+            let ok = a
+                .strip_prefix("user:")
+                .or_else(|| a.strip_prefix("group:"))
+                .is_some_and(|n| !n.trim().is_empty());
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "gate.approvers: {a:?} is not `user:NAME` or `group:NAME`"
+                )));
+            }
+        }
+        for (i, r) in cfg.gate.retention.iter().enumerate() {
+            if r.name.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "gate.retention[{i}] needs a `name` (it is quoted in every refusal)"
+                )));
+            }
+            if r.patterns().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "gate.retention `{}` matches nothing: give `match`, `tags`, `digests` or `packages`",
+                    r.name
+                )));
+            }
+        }
+        if !matches!(cfg.oci.publish_time.as_str(), "refuse" | "allow") {
+            return Err(ConfigError::Invalid(format!(
+                "oci.publish_time = {:?}: expected \"refuse\" or \"allow\"",
+                cfg.oci.publish_time
+            )));
+        }
+        for (host, a) in &cfg.oci.auth {
+            let pw = a.password_env.is_some() || a.password_file.is_some();
+            let tok = a.token_env.is_some() || a.token_file.is_some();
+            if tok && (pw || a.username.is_some()) || pw && a.username.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "oci.auth.\"{host}\": give `username` with `password_env`/`password_file`, or `token_env`/`token_file`"
+                )));
+            }
         }
         if cfg.engine.concurrency == 0 {
             return Err(ConfigError::Invalid(
@@ -137,6 +336,27 @@ impl Config {
             ));
         }
         Ok(cfg)
+    }
+
+    /// The engine's gate policy from `[gate]` (validated at load).
+    pub fn gate_policy(&self) -> crate::engine::gate::GatePolicy {
+        let ms = |s: &str, d: i64| parse_duration_ms(s).map(|v| v as i64).unwrap_or(d);
+        let dflt = crate::engine::gate::GatePolicy::default();
+        crate::engine::gate::GatePolicy {
+            window_ms: ms(&self.gate.window, dflt.window_ms).min(dflt.window_ms),
+            approvals: self.gate.approvals.max(1),
+            approvers: self.gate.approvers.clone(),
+            approval_ttl_ms: ms(&self.gate.approval_ttl, dflt.approval_ttl_ms),
+            retention: self
+                .gate
+                .retention
+                .iter()
+                .map(|r| crate::engine::gate::RetentionRule {
+                    name: r.name.clone(),
+                    patterns: r.patterns(),
+                })
+                .collect(),
+        }
     }
 
     /// The groups a person belongs to.

@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use crate::config::Config;
+use crate::engine::gate::GateFacts;
 use crate::engine::{ActionInfo, Mode};
 use crate::net::http::{HttpError, RequestRecord};
 use crate::playbook::{ActionCatalog, ActionSpec};
@@ -54,6 +55,16 @@ pub struct ActionOutput {
     pub outputs: Value,
     /// For the timeline: `summary`, `requests` (sent or would-send), `findings`, evidence.
     pub detail: Value,
+    /// Set when the work has no API and is handed to a person; the task then waits for
+    /// them, and their "done" is verified with the action's `probe`.
+    pub human: Option<HumanTask>,
+}
+
+/// Work for a person: what to do, and the exact links to do it at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HumanTask {
+    pub instructions: String,
+    pub links: Vec<String>,
 }
 
 impl ActionOutput {
@@ -61,7 +72,17 @@ impl ActionOutput {
         Self {
             outputs,
             detail: json!({ "summary": summary.into() }),
+            human: None,
         }
+    }
+
+    /// Hand the task to a person.
+    pub fn for_human(mut self, instructions: impl Into<String>, links: Vec<String>) -> Self {
+        self.human = Some(HumanTask {
+            instructions: instructions.into(),
+            links,
+        });
+        self
     }
 
     pub fn with(mut self, key: &str, v: Value) -> Self {
@@ -128,6 +149,16 @@ pub trait Action: Send + Sync {
     async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError>;
+
+    /// Destructive actions only: read, live and read-only, what the deletion gate needs —
+    /// the registry's own publish time of the target and the labels retention rules match.
+    /// Called before every attempt, in rehearsals too.
+    async fn gate_facts(&self, _ctx: &ActionCtx, _inputs: &Value) -> Result<GateFacts, ActionError> {
+        Err(ActionError::Refused(format!(
+            "`{}` is not a destructive action and has no gate",
+            self.spec().name
+        )))
+    }
 }
 
 /// The set of actions a playbook may use.

@@ -205,9 +205,22 @@ pub(super) fn find_task<'a>(
         .find(|t| t.index == index)
 }
 
-/// The engine's own gate: destructive actions always need at least one approval, whatever
-/// the YAML says; YAML can only make a gate stricter.
-pub(super) fn required_approvals(def: &StepDef, info: ActionInfo) -> u32 {
+/// The engine's own gate: destructive actions always need at least the configured number
+/// of approvals (never fewer than one), whatever the YAML says; YAML can only ask for more.
+pub(super) fn required_approvals(def: &StepDef, info: ActionInfo, policy: &Policy) -> u32 {
     let yaml = def.approval.as_ref().map(|a| a.count).unwrap_or(0);
-    if info.destructive { yaml.max(1) } else { yaml }
+    if info.destructive {
+        yaml.max(policy.gate.approvals).max(1)
+    } else {
+        yaml
+    }
+}
+
+/// Does `actor` (with `groups`) match any of `rules` (`user:NAME`, `group:NAME`)?
+pub(super) fn matches_approver(rules: &[String], actor: &str, groups: &[String]) -> bool {
+    rules.iter().any(|f| {
+        f.strip_prefix("user:") == Some(actor)
+            || f.strip_prefix("group:")
+                .is_some_and(|g| groups.iter().any(|x| x == g))
+    })
 }

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 
 use super::context::*;
 use super::state::*;
-use super::{Command, Outcome, ProbeVerdict, Resolution};
+use super::gate::{self, GateFacts, GateInput};
+use super::{Command, GateFactsError, Outcome, ProbeVerdict, Resolution};
 
 pub(super) fn on_resumed(state: &mut RunState, now: Millis, out: &mut Vec<Command>) {
     let id = state.meta.id.clone();
@@ -189,8 +190,157 @@ pub(super) fn on_task_finished(
                 );
             }
         }
+        Outcome::Human {
+            instructions,
+            links,
+            detail,
+        } => {
+            t.status = TaskStatus::AwaitingHuman;
+            t.human = true;
+            t.error = None;
+            record(
+                out,
+                now,
+                &connector,
+                "human.requested",
+                Some(step),
+                Some(index),
+                format!(
+                    "a person must act: {instructions}{}",
+                    if links.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", links.join(", "))
+                    }
+                ),
+                json!({ "attempt": attempt, "instructions": instructions, "links": links,
+                        "detail": detail }),
+            );
+        }
     }
     state.dirty.tasks.insert((step.to_string(), index));
+}
+
+/// The deletion gate's facts arrived for a destructive attempt: evaluate the gate now, at
+/// the moment of execution, and either send the attempt or refuse it with every reason.
+pub(super) fn on_gate_checked(
+    state: &mut RunState,
+    step: &str,
+    index: u32,
+    attempt: u32,
+    facts: Result<GateFacts, GateFactsError>,
+    now: Millis,
+    out: &mut Vec<Command>,
+) {
+    let pb = state.playbook.clone();
+    let Some(def) = pb.step(step) else {
+        return;
+    };
+    let info = state.action(&def.uses);
+    let needed = required_approvals(def, info, &state.policy);
+    let mode = state.meta.mode;
+    let rehearsal_auto = state.meta.auto_approve && mode == Mode::Rehearsal;
+    let incident = state.meta.id.clone();
+    let started_by = state.meta.started_by.clone();
+    let policy = state.policy.clone();
+    let Some(st) = state.steps.get_mut(step) else {
+        return;
+    };
+    let target = step_target(&def.uses, &st.tasks);
+    let approvals = st.approvals.clone();
+    let Some(t) = st.tasks.iter_mut().find(|t| t.index == index) else {
+        return;
+    };
+    if t.status != TaskStatus::Running || t.attempt != attempt {
+        return;
+    }
+    state.dirty.tasks.insert((step.to_string(), index));
+    let facts = match facts {
+        Ok(f) => f,
+        Err(e) => {
+            // Could not read the registry: nothing was sent, so retrying is always safe.
+            let can_retry = e.transient && t.attempt < def.retry.attempts;
+            t.error = Some(format!("deletion gate: {}", e.error));
+            if can_retry {
+                let delay = retry_delay(def, t, e.retry_after_ms);
+                t.status = TaskStatus::RetryWait;
+                t.next_run_at = Some(now.saturating_add(delay as i64));
+            } else {
+                t.status = TaskStatus::Failed;
+                t.finished_at = Some(now);
+            }
+            record(
+                out,
+                now,
+                ENGINE,
+                "gate.unavailable",
+                Some(step),
+                Some(index),
+                format!(
+                    "deletion gate could not read the registry ({}); nothing was sent{}",
+                    e.error,
+                    if can_retry { "; will retry" } else { "" }
+                ),
+                json!({ "attempt": attempt, "error": e.error, "transient": e.transient }),
+            );
+            return;
+        }
+    };
+    let verdict = gate::evaluate(
+        &facts,
+        &GateInput {
+            policy: &policy.gate,
+            step_window_ms: def.gate_window_ms,
+            needed,
+            target: &target,
+            approvals: &approvals,
+            started_by: &started_by,
+            allow_self_approval: policy.allow_self_approval,
+            rehearsal_auto,
+            now,
+        },
+    );
+    if verdict.passed {
+        record(
+            out,
+            now,
+            ENGINE,
+            "gate.passed",
+            Some(step),
+            Some(index),
+            format!(
+                "deletion gate passed for {}{}",
+                describe_inputs(&t.inputs),
+                if mode == Mode::Rehearsal {
+                    " (rehearsal: nothing will be deleted)"
+                } else {
+                    ""
+                }
+            ),
+            json!({ "attempt": attempt, "checks": verdict.checks }),
+        );
+        let mut inv = invocation(&incident, def, t, mode);
+        inv.mutating = info.mutating;
+        out.push(Command::Invoke(inv));
+    } else {
+        let why = verdict.refusals.join("; ");
+        t.status = TaskStatus::Failed;
+        t.finished_at = Some(now);
+        t.error = Some(format!("deletion gate refused: {why}"));
+        record(
+            out,
+            now,
+            ENGINE,
+            "gate.refused",
+            Some(step),
+            Some(index),
+            format!(
+                "deletion gate refused {}: {why}; nothing was deleted",
+                describe_inputs(&t.inputs)
+            ),
+            json!({ "attempt": attempt, "refusals": verdict.refusals, "checks": verdict.checks }),
+        );
+    }
 }
 
 pub(super) fn on_probed(
@@ -215,14 +365,25 @@ pub(super) fn on_probed(
             t.outputs = outputs;
             t.finished_at = Some(now);
             t.needs_probe = false;
+            let (kind, summary) = if t.human {
+                (
+                    "human.verified",
+                    "verified: the registry confirms what the person did".to_string(),
+                )
+            } else {
+                (
+                    "reconcile.done",
+                    format!("attempt {attempt} had taken effect; recorded without sending again"),
+                )
+            };
             record(
                 out,
                 now,
                 ENGINE,
-                "reconcile.done",
+                kind,
                 Some(step),
                 Some(index),
-                format!("attempt {attempt} had taken effect; recorded without sending again"),
+                summary,
                 json!({ "attempt": attempt, "evidence": evidence }),
             );
         }
@@ -246,6 +407,25 @@ pub(super) fn on_probed(
                 json!({ "attempt": attempt, "evidence": evidence, "grace_ms": grace }),
             );
         }
+        ProbeVerdict::NotDone { evidence } if t.human => {
+            // A person said it is done; the registry says otherwise. Fail loudly: a
+            // containment step that did not happen must never read as success.
+            t.status = TaskStatus::Failed;
+            t.finished_at = Some(now);
+            t.needs_probe = false;
+            let msg = "marked done by a person, but the registry shows it has not happened";
+            t.error = Some(msg.to_string());
+            record(
+                out,
+                now,
+                ENGINE,
+                "human.verify_failed",
+                Some(step),
+                Some(index),
+                format!("{msg}; the step fails"),
+                json!({ "attempt": attempt, "evidence": evidence }),
+            );
+        }
         ProbeVerdict::NotDone { evidence } => {
             t.status = TaskStatus::Ready;
             t.needs_probe = false;
@@ -258,6 +438,22 @@ pub(super) fn on_probed(
                 Some(index),
                 format!("attempt {attempt} had not taken effect; it will be sent again"),
                 json!({ "attempt": attempt, "evidence": evidence }),
+            );
+        }
+        ProbeVerdict::Unknown { reason } if t.human => {
+            t.status = TaskStatus::AwaitingHuman;
+            t.error = Some(reason.clone());
+            record(
+                out,
+                now,
+                ENGINE,
+                "human.verify_unknown",
+                Some(step),
+                Some(index),
+                format!(
+                    "could not verify the person's answer ({reason}); waiting: mark it done again once the registry answers"
+                ),
+                json!({ "attempt": attempt, "reason": reason }),
             );
         }
         ProbeVerdict::Unknown { reason } => {
@@ -354,17 +550,32 @@ pub(super) fn on_decision(
         .as_ref()
         .map(|a| a.from.clone())
         .unwrap_or_default();
-    let authorised = d.actor == "game-day"
-        || from.is_empty()
-        || from.iter().any(|f| {
-            f.strip_prefix("user:") == Some(d.actor)
-                || f.strip_prefix("group:")
-                    .is_some_and(|g| d.groups.iter().any(|x| x == g))
-        });
+    let game_day = d.actor == "game-day" && state.meta.mode == Mode::Rehearsal;
+    let authorised = game_day || from.is_empty() || matches_approver(&from, d.actor, d.groups);
     if !authorised {
         refuse(out, format!("not in {}", from.join(", ")));
         return;
     }
+    // A deletion also needs an approver the configuration allows: the playbook's `from`
+    // narrows who may approve, the `[gate] approvers` list bounds it.
+    let gate_approvers = &state.policy.gate.approvers;
+    if state.action(&def.uses).destructive
+        && !game_day
+        && !gate_approvers.is_empty()
+        && !matches_approver(gate_approvers, d.actor, d.groups)
+    {
+        refuse(
+            out,
+            format!(
+                "not an authorised approver of deletions ([gate] approvers: {})",
+                gate_approvers.join(", ")
+            ),
+        );
+        return;
+    }
+    let Some(st) = state.steps.get_mut(step) else {
+        return;
+    };
     let approval = Approval {
         actor: d.actor.to_string(),
         decision: d.decision,
@@ -374,7 +585,7 @@ pub(super) fn on_decision(
     };
     st.approvals.push(approval.clone());
     state.dirty.approvals.push((step.to_string(), approval));
-    let needed = required_approvals(def, state.action(&def.uses));
+    let needed = required_approvals(def, state.action(&def.uses), &state.policy);
     let st = match state.steps.get_mut(step) {
         Some(s) => s,
         None => return,
@@ -437,24 +648,39 @@ pub(super) fn on_resolve(
     now: Millis,
     out: &mut Vec<Command>,
 ) {
+    let pb = state.playbook.clone();
+    let def = pb.step(step);
+    let id = state.meta.id.clone();
+    let mode = state.meta.mode;
     let Some(st) = state.steps.get_mut(step) else {
         return;
     };
     let mut n = 0;
-    for t in st
-        .tasks
-        .iter_mut()
-        .filter(|t| t.status == TaskStatus::Paused)
-    {
+    let mut verifying = 0;
+    for t in st.tasks.iter_mut().filter(|t| {
+        t.status == TaskStatus::Paused || t.status == TaskStatus::AwaitingHuman
+    }) {
         n += 1;
-        match resolution {
-            Resolution::MarkDone => {
+        let human = t.status == TaskStatus::AwaitingHuman;
+        match (resolution, human, def) {
+            // The person's "done" is a claim: verify it against the registry. A first "not
+            // done" waits one grace period (caches, propagation) before it fails the task.
+            (Resolution::MarkDone, true, Some(def)) => {
+                t.status = TaskStatus::Running;
+                t.reprobe = true;
+                verifying += 1;
+                out.push(Command::Probe(invocation(&id, def, t, mode)));
+            }
+            (Resolution::MarkDone, _, _) => {
                 t.status = TaskStatus::Succeeded;
                 t.finished_at = Some(now);
                 t.outputs = json!({ "resolved_by": actor });
             }
-            Resolution::Retry => t.status = TaskStatus::Ready,
-            Resolution::Fail => {
+            (Resolution::Retry, _, _) => {
+                t.status = TaskStatus::Ready;
+                t.human = false;
+            }
+            (Resolution::Fail, _, _) => {
                 t.status = TaskStatus::Failed;
                 t.finished_at = Some(now);
             }
@@ -472,7 +698,15 @@ pub(super) fn on_resolve(
         "human.resolved",
         Some(step),
         None,
-        format!("{actor} resolved {n} paused attempt(s) as {resolution:?}: {reason}"),
-        json!({ "actor": actor, "resolution": resolution, "reason": reason, "tasks": n }),
+        format!(
+            "{actor} resolved {n} waiting attempt(s) as {resolution:?}: {reason}{}",
+            if verifying > 0 {
+                format!("; verifying {verifying} against the registry")
+            } else {
+                String::new()
+            }
+        ),
+        json!({ "actor": actor, "resolution": resolution, "reason": reason, "tasks": n,
+                "verifying": verifying }),
     );
 }

@@ -7,9 +7,12 @@
 
 mod context;
 mod events;
+pub mod gate;
 mod schedule;
 pub mod state;
 
+#[cfg(test)]
+mod gate_tests;
 #[cfg(test)]
 mod tests;
 
@@ -54,7 +57,16 @@ pub enum Event {
         target: Option<String>,
         now: Millis,
     },
-    /// A person answered a paused step (an attempt whose effect could not be determined).
+    /// The facts a destructive action read for the deletion gate (or why it could not).
+    GateChecked {
+        step: String,
+        index: u32,
+        attempt: u32,
+        facts: Result<gate::GateFacts, GateFactsError>,
+        now: Millis,
+    },
+    /// A person answered a paused step (an attempt whose effect could not be determined),
+    /// or a task handed to them (`MarkDone` then verifies it against the registry).
     Resolve {
         step: String,
         actor: String,
@@ -81,6 +93,21 @@ pub enum Outcome {
         retry_after_ms: Option<u64>,
         detail: Value,
     },
+    /// The action handed the work to a person (there is no API for it): the task waits for
+    /// them; their "done" is then verified by the action's probe.
+    Human {
+        instructions: String,
+        links: Vec<String>,
+        detail: Value,
+    },
+}
+
+/// Reading the gate's facts failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GateFactsError {
+    pub error: String,
+    pub transient: bool,
+    pub retry_after_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -134,6 +161,9 @@ pub enum Command {
     Invoke(Invocation),
     /// Ask the action whether the attempt already took effect.
     Probe(Invocation),
+    /// A destructive attempt: read the deletion gate's facts live (publish time, target
+    /// labels) and answer with [`Event::GateChecked`]; nothing is sent before that.
+    Gate(Invocation),
     /// Append to the timeline, in the same transaction as the state change.
     Record(Entry),
 }
@@ -204,6 +234,16 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
                 target: target.as_deref(),
             };
             events::on_decision(state, d, now, out);
+            now
+        }
+        Event::GateChecked {
+            step,
+            index,
+            attempt,
+            facts,
+            now,
+        } => {
+            events::on_gate_checked(state, &step, index, attempt, facts, now, out);
             now
         }
         Event::Resolve {

@@ -170,12 +170,13 @@ fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Co
             next_run_at: None,
             needs_probe: false,
             reprobe: false,
+            human: false,
             started_at: None,
             finished_at: None,
         });
     }
     let info = state.action(&def.uses);
-    let needed = required_approvals(def, info);
+    let needed = required_approvals(def, info, &state.policy);
     let target = step_target(&def.uses, &tasks);
     let deadline = now.saturating_add(state.policy.approval_timeout_ms);
     let auto = state.meta.auto_approve && state.meta.mode == Mode::Rehearsal;
@@ -383,9 +384,15 @@ fn run_tasks(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Com
                     }
                 ),
                 json!({ "attempt": t.attempt, "inputs": t.inputs, "idem_key": t.idem_key,
-                        "mutating": info.mutating }),
+                        "mutating": info.mutating, "destructive": info.destructive }),
             );
-            out.push(Command::Invoke(inv));
+            // A destructive attempt is sent only after the deletion gate, evaluated on facts
+            // read now: the window is re-checked on every attempt, not once per step.
+            out.push(if info.destructive {
+                Command::Gate(inv)
+            } else {
+                Command::Invoke(inv)
+            });
             state.dirty.tasks.insert((def.id.clone(), t.index));
             changed = true;
         }
@@ -465,10 +472,16 @@ fn run_tasks(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Com
     let idle = st
         .tasks
         .iter()
-        .all(|t| t.status.is_terminal() || t.status == TaskStatus::Paused);
+        .all(|t| t.status.is_terminal() || t.status == TaskStatus::Paused
+            || t.status == TaskStatus::AwaitingHuman);
     if idle && st.status != StepStatus::Paused {
         st.status = StepStatus::Paused;
         state.dirty.steps.insert(id.clone());
+        let human = st
+            .tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::AwaitingHuman)
+            .count();
         record(
             out,
             now,
@@ -476,8 +489,15 @@ fn run_tasks(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Com
             "step.paused",
             Some(&id),
             None,
-            "paused: an attempt's effect is unknown; a person must check and resolve it".into(),
-            json!({}),
+            if human > 0 {
+                format!(
+                    "waiting for a person: {human} task(s) to do by hand, then `recall incident resolve ID {id} --done` (verified against the registry)"
+                )
+            } else {
+                "paused: an attempt's effect is unknown; a person must check and resolve it"
+                    .into()
+            },
+            json!({ "human": human }),
         );
         return true;
     }

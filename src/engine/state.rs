@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::gate::GatePolicy;
 use crate::playbook::Playbook;
 
 /// Milliseconds since the Unix epoch. The engine never reads a clock: every event carries `now`.
@@ -68,6 +69,7 @@ str_enum!(TaskStatus {
     Running => "running",
     RetryWait => "retry_wait",
     Paused => "paused",
+    AwaitingHuman => "awaiting_human",
     Succeeded => "succeeded",
     Failed => "failed",
 });
@@ -110,6 +112,8 @@ pub struct Policy {
     pub default_concurrency: u32,
     /// How long to wait before trusting "not done" for an attempt a crash interrupted.
     pub reconcile_grace_ms: i64,
+    /// The deletion gate every destructive action passes before each attempt.
+    pub gate: GatePolicy,
 }
 
 impl Default for Policy {
@@ -119,6 +123,7 @@ impl Default for Policy {
             approval_timeout_ms: 24 * 3600 * 1000,
             default_concurrency: 16,
             reconcile_grace_ms: 2_000,
+            gate: GatePolicy::default(),
         }
     }
 }
@@ -182,6 +187,9 @@ pub struct TaskState {
     /// second probe, one grace period later, because a request sent just before the crash
     /// may still be landing at the server. Not stored: a resume sets it again.
     pub reprobe: bool,
+    /// The action handed this task to a person (a PyPI yank in the web UI). While set and
+    /// running, the task is verifying the person's "done": "not done" fails it loudly.
+    pub human: bool,
     pub started_at: Option<Millis>,
     pub finished_at: Option<Millis>,
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::playbook::{self, ActionCatalog, ActionSpec, InputSpec, InputType};
 
-const ANY: &[InputSpec] = &[
+pub(super) const ANY: &[InputSpec] = &[
     InputSpec {
         name: "target",
         ty: InputType::Any,
@@ -60,7 +60,7 @@ impl ActionCatalog for Catalog {
     }
 }
 
-fn run(yaml: &str, mode: Mode, params: Value) -> RunState {
+pub(super) fn run(yaml: &str, mode: Mode, params: Value) -> RunState {
     let (pb, _) =
         playbook::parse("t.yaml", yaml.as_bytes(), &Catalog).unwrap_or_else(|d| panic!("{d}"));
     let actions: BTreeMap<String, ActionInfo> = SPECS
@@ -88,7 +88,7 @@ fn run(yaml: &str, mode: Mode, params: Value) -> RunState {
     RunState::new(meta, Arc::new(pb), Policy::default(), actions)
 }
 
-fn invokes(cmds: &[Command]) -> Vec<(String, u32, u32)> {
+pub(super) fn invokes(cmds: &[Command]) -> Vec<(String, u32, u32)> {
     cmds.iter()
         .filter_map(|c| match c {
             Command::Invoke(i) => Some((i.step.clone(), i.index, i.attempt)),
@@ -97,7 +97,7 @@ fn invokes(cmds: &[Command]) -> Vec<(String, u32, u32)> {
         .collect()
 }
 
-fn probes(cmds: &[Command]) -> Vec<(String, u32)> {
+pub(super) fn probes(cmds: &[Command]) -> Vec<(String, u32)> {
     cmds.iter()
         .filter_map(|c| match c {
             Command::Probe(i) => Some((i.step.clone(), i.index)),
@@ -106,7 +106,7 @@ fn probes(cmds: &[Command]) -> Vec<(String, u32)> {
         .collect()
 }
 
-fn kinds(cmds: &[Command]) -> Vec<String> {
+pub(super) fn kinds(cmds: &[Command]) -> Vec<String> {
     cmds.iter()
         .filter_map(|c| match c {
             Command::Record(e) => Some(e.kind.clone()),
@@ -115,7 +115,7 @@ fn kinds(cmds: &[Command]) -> Vec<String> {
         .collect()
 }
 
-fn ok(step: &str, index: u32, attempt: u32, now: Millis) -> Event {
+pub(super) fn ok(step: &str, index: u32, attempt: u32, now: Millis) -> Event {
     Event::TaskFinished {
         step: step.into(),
         index,
@@ -128,7 +128,7 @@ fn ok(step: &str, index: u32, attempt: u32, now: Millis) -> Event {
     }
 }
 
-fn fail(step: &str, attempt: u32, transient: bool, ambiguous: bool, now: Millis) -> Event {
+pub(super) fn fail(step: &str, attempt: u32, transient: bool, ambiguous: bool, now: Millis) -> Event {
     Event::TaskFinished {
         step: step.into(),
         index: 0,
@@ -457,7 +457,9 @@ fn auto_approve_only_in_rehearsal() {
     let mut st = run(y, Mode::Rehearsal, json!({}));
     st.meta.auto_approve = true;
     let c = handle(&mut st, Event::Tick { now: 0 });
-    assert_eq!(invokes(&c).len(), 1);
+    let gates = c.iter().filter(|c| matches!(c, Command::Gate(_))).count();
+    assert_eq!(gates, 1, "a destructive attempt goes to the gate first");
+    assert!(invokes(&c).is_empty());
     assert_eq!(st.steps["del"].approvals[0].actor, "game-day");
     let mut live = run(y, Mode::Live, json!({}));
     live.meta.auto_approve = true;

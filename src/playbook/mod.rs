@@ -237,6 +237,8 @@ pub struct StepDef {
     pub timeout_ms: Option<u64>,
     pub continue_on_error: bool,
     pub approval: Option<ApprovalSpec>,
+    /// `gate.window`: a narrower deletion window than the engine's 72 hours (never wider).
+    pub gate_window_ms: Option<i64>,
     pub loc: Loc,
 }
 

@@ -36,9 +36,11 @@ pub const STEP_KEYS: &[&str] = &[
     "timeout",
     "continue-on-error",
     "approval",
+    "gate",
 ];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "initial", "max"];
 const APPROVAL_KEYS: &[&str] = &["count", "from"];
+const GATE_KEYS: &[&str] = &["window"];
 
 /// Parses and validates a playbook. On success returns it with any warnings;
 /// otherwise every diagnostic found (errors and warnings), sorted by position.

@@ -18,11 +18,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 pub use failpoint::Failpoints;
 
-use crate::actions::{ActionCtx, ActionError, Probe, Registry};
+use crate::actions::{ActionCtx, ActionError, ActionOutput, Probe, Registry};
 use crate::config::{Config, parse_duration_ms};
 use crate::engine::{
     self, Command, Decision, Entry, Event, IncidentMeta, IncidentStatus, Invocation, Millis, Mode,
-    Outcome, Policy, ProbeVerdict, Resolution, RunState,
+    GateFactsError, Outcome, Policy, ProbeVerdict, Resolution, RunState, gate::GateFacts,
 };
 use crate::playbook::{self, Diagnostics, Playbook};
 use crate::store::{NewIncident, Prepared, Store, StoreError};
@@ -86,6 +86,14 @@ pub struct Runner {
 enum Done {
     Invoke(Invocation, Outcome),
     Probe(Invocation, ProbeVerdict),
+    Gate(Invocation, Result<GateFacts, GateFactsError>),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Invoke,
+    Probe,
+    Gate,
 }
 
 impl Runner {
@@ -115,6 +123,7 @@ impl Runner {
             reconcile_grace_ms: parse_duration_ms(&self.config.engine.reconcile_grace)
                 .map(|v| v as i64)
                 .unwrap_or(2_000),
+            gate: self.config.gate_policy(),
         }
     }
 
@@ -479,6 +488,13 @@ impl Runner {
                 verdict,
                 now,
             }),
+            Ok(Done::Gate(inv, facts)) => events.push(Event::GateChecked {
+                step: inv.step,
+                index: inv.index,
+                attempt: inv.attempt,
+                facts,
+                now,
+            }),
             // A panicking action is a bug; its attempt stays "running" and is reconciled
             // on the next resume rather than guessed at here.
             Err(e) => warn!(error = %e, "an action task panicked"),
@@ -514,9 +530,10 @@ impl Runner {
     }
 
     fn dispatch(&self, workers: &mut JoinSet<Done>, sem: Arc<Semaphore>, c: Command) {
-        let (inv, probe) = match c {
-            Command::Invoke(i) => (i, false),
-            Command::Probe(i) => (i, true),
+        let (inv, kind) = match c {
+            Command::Invoke(i) => (i, Kind::Invoke),
+            Command::Probe(i) => (i, Kind::Probe),
+            Command::Gate(i) => (i, Kind::Gate),
             Command::Record(_) => return,
         };
         let ctx = ActionCtx {
@@ -546,7 +563,18 @@ impl Runner {
                     return Done::Invoke(inv, o);
                 };
                 let timeout = inv.timeout_ms.map(Duration::from_millis);
-                if probe {
+                if kind == Kind::Gate {
+                    // Read-only, so rehearsals read the same facts: the gate's verdict is
+                    // part of what a game day finds out.
+                    let r = with_timeout(timeout, action.gate_facts(&ctx, &inv.inputs)).await;
+                    let facts = r.map_err(|e| GateFactsError {
+                        transient: e.is_transient(),
+                        retry_after_ms: e.retry_after_ms(),
+                        error: e.to_string(),
+                    });
+                    return Done::Gate(inv, facts);
+                }
+                if kind == Kind::Probe {
                     if inv.mode == Mode::Rehearsal {
                         let v = ProbeVerdict::NotDone {
                             evidence: json!("a rehearsal sends nothing"),
@@ -576,6 +604,15 @@ impl Runner {
                     fp.hit("after_call");
                 }
                 let outcome = match r {
+                    Ok(ActionOutput {
+                        human: Some(h),
+                        detail,
+                        ..
+                    }) if inv.mode == Mode::Live => Outcome::Human {
+                        instructions: h.instructions,
+                        links: h.links,
+                        detail,
+                    },
                     Ok(o) => Outcome::Success {
                         outputs: o.outputs,
                         detail: o.detail,

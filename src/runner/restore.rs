@@ -67,6 +67,7 @@ pub fn restore(
             next_run_at: t.next_run_at,
             needs_probe: t.needs_probe,
             reprobe: false,
+            human: t.human,
             started_at: t.started_at,
             finished_at: t.finished_at,
         });

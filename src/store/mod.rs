@@ -81,6 +81,7 @@ pub struct TaskRecord {
     pub error: Option<String>,
     pub next_run_at: Option<i64>,
     pub needs_probe: bool,
+    pub human: bool,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
 }
@@ -141,6 +142,7 @@ pub struct TaskRow {
     pub error: Option<String>,
     pub next_run_at: Option<i64>,
     pub needs_probe: bool,
+    pub human: bool,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
 }
@@ -245,6 +247,7 @@ impl Prepared {
                 error: t.error.clone(),
                 next_run_at: t.next_run_at,
                 needs_probe: t.needs_probe,
+                human: t.human,
                 started_at: t.started_at,
                 finished_at: t.finished_at,
             };

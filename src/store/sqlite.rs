@@ -12,13 +12,20 @@ use super::*;
 use crate::engine::{Decision, Entry};
 use crate::timeline::{self, GENESIS};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "human_tasks",
+        include_str!("../../migrations/sqlite/0002_human_tasks.sql"),
+    ),
+];
 
-/// Rows per multi-row INSERT (14 columns x 64 rows stays far below SQLite's variable limit).
+/// Rows per multi-row INSERT (15 columns x 64 rows stays far below SQLite's variable limit).
 const ROWS_PER_STATEMENT: usize = 64;
 
 pub struct SqliteStore {
@@ -188,7 +195,7 @@ impl SqliteStore {
         while !new.is_empty() {
             let chunk: Vec<TaskRow> = new.drain(..new.len().min(ROWS_PER_STATEMENT)).collect();
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at) ",
+                "INSERT INTO tasks (incident_id, step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at, human) ",
             );
             q.push_values(chunk, |mut b, t| {
                 b.push_bind(id.clone())
@@ -204,7 +211,8 @@ impl SqliteStore {
                     .push_bind(t.next_run_at)
                     .push_bind(t.needs_probe)
                     .push_bind(t.started_at)
-                    .push_bind(t.finished_at);
+                    .push_bind(t.finished_at)
+                    .push_bind(t.human);
             });
             q.build().execute(&mut **tx).await?;
         }
@@ -219,7 +227,8 @@ impl SqliteStore {
             let n = chunk.len() as u64;
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "UPDATE tasks SET status = v.column4, attempt = v.column5, outputs_json = v.column6, error = v.column7,
-                   next_run_at = v.column8, needs_probe = v.column9, started_at = v.column10, finished_at = v.column11 FROM (",
+                   next_run_at = v.column8, needs_probe = v.column9, started_at = v.column10, finished_at = v.column11,
+                   human = v.column12 FROM (",
             );
             q.push_values(chunk, |mut b, t| {
                 b.push_bind(id.clone())
@@ -232,7 +241,8 @@ impl SqliteStore {
                     .push_bind(t.next_run_at)
                     .push_bind(t.needs_probe)
                     .push_bind(t.started_at)
-                    .push_bind(t.finished_at);
+                    .push_bind(t.finished_at)
+                    .push_bind(t.human);
             });
             q.push(
                 ") AS v WHERE tasks.incident_id = v.column1 AND tasks.step_id = v.column2 AND tasks.item_index = v.column3",
@@ -431,7 +441,7 @@ impl Store for SqliteStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let tasks = sqlx::query("SELECT step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at FROM tasks WHERE incident_id = $1 ORDER BY step_id, item_index")
+        let tasks = sqlx::query("SELECT step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at, human FROM tasks WHERE incident_id = $1 ORDER BY step_id, item_index")
             .bind(id)
             .fetch_all(&self.pool)
             .await?
@@ -451,6 +461,7 @@ impl Store for SqliteStore {
                     error: r.try_get("error")?,
                     next_run_at: r.try_get("next_run_at")?,
                     needs_probe: r.try_get("needs_probe")?,
+                    human: r.try_get("human")?,
                     started_at: r.try_get("started_at")?,
                     finished_at: r.try_get("finished_at")?,
                 })

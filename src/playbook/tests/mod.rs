@@ -22,7 +22,15 @@ static DIST_TAG_INPUTS: [InputSpec; 4] = [
     input("versions", InputType::List, false),
     input("dry_run", InputType::Bool, false),
 ];
-static ACTIONS: [ActionSpec; 3] = [
+static ACTIONS: [ActionSpec; 4] = [
+    ActionSpec {
+        name: "npm.unpublish",
+        summary: "unpublish",
+        inputs: &DEPRECATE_INPUTS,
+        outputs: &[],
+        mutating: true,
+        destructive: true,
+    },
     ActionSpec {
         name: "npm.deprecate",
         summary: "deprecate",

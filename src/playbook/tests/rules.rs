@@ -567,3 +567,36 @@ fn rule_limits_steps_and_params() {
     src.push_str("steps:\n  - { id: a, uses: postmortem.draft }\n");
     has(&errs(&src), 3, 3, "too many params");
 }
+
+const UNPUBLISH: &str = "name: x\nsteps:\n  - id: del\n    uses: npm.unpublish\n    with: { package: p, version: \"1.0.0\", message: m }\n    approval: { count: 2, from: [group:admins] }\n";
+
+#[test]
+fn rule_gate_may_narrow_the_window() {
+    let src = format!("{UNPUBLISH}    gate: {{ window: 24h }}\n");
+    let (pb, _) = parse("pb.yaml", src.as_bytes(), &Cat).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(pb.steps[0].gate_window_ms, Some(24 * 3_600_000));
+}
+
+#[test]
+fn rule_gate_cannot_be_widened_or_switched_off() {
+    let d = errs(&format!("{UNPUBLISH}    gate: {{ window: 96h }}\n"));
+    has(&d, 7, 21, "can only make the deletion gate stricter");
+    for key in ["enabled: false", "skip: true", "allow_self_approval: true", "retention: []"] {
+        let d = errs(&format!("{UNPUBLISH}    gate: {{ {key} }}\n"));
+        has(&d, 7, 13, "would weaken the deletion gate");
+    }
+    let d = errs(&format!("{UNPUBLISH}    gate: {{ widow: 1h }}\n"));
+    has(&d, 7, 13, "unknown key `widow`");
+}
+
+#[test]
+fn rule_gate_only_on_destructive_steps() {
+    let d = errs("name: x\nsteps:\n  - id: d\n    uses: npm.deprecate\n    with: { package: p, versions: [\"1\"] }\n    gate: { window: 1h }\n");
+    has(&d, 6, 5, "applies only to destructive actions");
+}
+
+#[test]
+fn rule_destructive_approval_cannot_be_zero() {
+    let d = errs("name: x\nsteps:\n  - id: del\n    uses: npm.unpublish\n    with: { package: p, version: \"1.0.0\", message: m }\n    approval: { count: 0, from: [group:a] }\n");
+    has(&d, 6, 24, "approval.count");
+}

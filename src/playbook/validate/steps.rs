@@ -69,11 +69,13 @@ impl Cx<'_> {
             timeout_ms: None,
             continue_on_error: false,
             approval: None,
+            gate_window_ms: None,
             loc: node.loc,
         };
         let mut uses_node = None;
         let mut with_node = None;
         let mut concurrency_loc = None;
+        let mut gate_loc = None;
         for (key, knode, v) in &entries {
             match *key {
                 "id" => match v.as_str() {
@@ -164,6 +166,10 @@ impl Cx<'_> {
                         step.approval = Some(a)
                     }
                 }
+                "gate" => {
+                    gate_loc = Some(knode.loc);
+                    step.gate_window_ms = self.gate(v);
+                }
                 other => {
                     self.unknown_key(other, knode.loc, "a step", STEP_KEYS);
                 }
@@ -250,6 +256,16 @@ impl Cx<'_> {
                         h,
                     );
                 }
+            }
+            if let (Some(loc), false) = (gate_loc, spec.destructive) {
+                self.error(
+                    loc,
+                    format!(
+                        "`gate` applies only to destructive actions; `{}` deletes nothing",
+                        spec.name
+                    ),
+                    help("remove `gate:`"),
+                );
             }
             if spec.destructive && step.approval.is_none() {
                 self.warn(
@@ -454,6 +470,49 @@ impl Cx<'_> {
             );
         }
         ok.then_some(r)
+    }
+
+    /// `gate:` may only narrow the engine's deletion gate. Anything that would weaken it
+    /// (a wider window, switching it off, self-approval, retention exceptions) is an error
+    /// that says so: those belong to reviewed configuration, not to a playbook.
+    pub(super) fn gate(&mut self, node: &Node) -> Option<i64> {
+        let entries = self.entries(node, "`gate`")?;
+        let mut window = None;
+        for (key, knode, v) in entries {
+            match key {
+                "window" => {
+                    if let Some(ms) = self.duration(v, "`gate.window`") {
+                        let max = crate::engine::gate::MAX_WINDOW_MS;
+                        if ms == 0 || ms as i64 > max {
+                            self.error(
+                                v.loc,
+                                format!(
+                                    "`gate.window` must be between 1s and 72h: a playbook can only make the deletion gate stricter{}",
+                                    if ms as i64 > max { ", never widen its window" } else { "" }
+                                ),
+                                help("use a window of at most 72h, e.g. `window: 24h`"),
+                            );
+                        } else {
+                            window = Some(ms as i64);
+                        }
+                    }
+                }
+                "enabled" | "disabled" | "skip" | "bypass" | "off" | "allow_self_approval"
+                | "self_approval" | "retention" | "approvals" | "approvers" | "exempt" => {
+                    self.error(
+                        knode.loc,
+                        format!(
+                            "`gate.{key}` would weaken the deletion gate; a playbook can only make it stricter"
+                        ),
+                        help(
+                            "the gate (window, approvers, retention) is set in Recall's configuration `[gate]`;                              a step may narrow `gate.window` or raise `approval.count`",
+                        ),
+                    );
+                }
+                other => self.unknown_key(other, knode.loc, "`gate`", GATE_KEYS),
+            }
+        }
+        window
     }
 
     pub(super) fn approval(&mut self, node: &Node) -> Option<ApprovalSpec> {

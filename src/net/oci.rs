@@ -1,0 +1,1908 @@
+//! OCI distribution (registry v2) wire client: resolve, tags, untag, referrers.
+//!
+//! Mutations are built as [`RequestRecord`]s by pure functions (`*_request`) and sent with
+//! [`OciClient::send`], so a rehearsal can record the exact request instead of sending it.
+//! Credentials are added by `send` only (never stored in a record), and only to URLs under
+//! the configured registry. Reads (`GET`/`HEAD`) may be sent during a rehearsal.
+//!
+//! # API
+//!
+//! * [`Reference::parse`] — `host[:port]/repo[/more][:tag][@sha256:<64 hex>]`, validated per
+//!   the distribution grammar ([`validate_repo`], [`validate_tag`], [`validate_digest`]).
+//!   References are fully qualified: there is no implicit `docker.io/library/`.
+//! * [`OciAuth`] — `Anonymous`, `Basic { username, password }`, `Bearer { token }` (static).
+//!   Registries' token flow is automatic: a `401` with `WWW-Authenticate: Bearer realm=…,
+//!   service=…,scope=…` makes the client `GET realm?service=…&scope=…` (with Basic credentials
+//!   if configured), read `token`/`access_token`, cache it per scope until `expires_in`
+//!   (default 60 s) and retry once. A `Basic` challenge is answered with the Basic
+//!   credentials, and Basic is then sent up front for that client. A realm on plain `http://`
+//!   is refused unless its host is the insecure registry itself or listed with
+//!   [`OciClient::with_insecure_hosts`].
+//! * [`OciClient::new`]`(host, auth, insecure, timeout)` (`insecure` = plain `http://`) and
+//!   [`OciClient::with_base_url`]`(url, auth, timeout)` (tests, path-less).
+//! * Reads: [`OciClient::resolve`] → [`Resolved`] `{ digest, media_type, size, raw, platforms }`,
+//!   [`OciClient::manifest_exists`], [`OciClient::head_manifest`], [`OciClient::blob_exists`],
+//!   [`OciClient::tags`] (follows `Link: <…>; rel="next"`), [`OciClient::tags_pointing_at`]
+//!   (one `HEAD` per tag: O(tags) requests, fine for incident-sized repos, slow for repos
+//!   with thousands of tags), [`OciClient::referrers`] → [`Referrers`].
+//! * Request builders (pure): [`OciClient::put_manifest_request`],
+//!   [`OciClient::delete_manifest_request`], [`OciClient::upload_start_request`],
+//!   [`OciClient::upload_finish_request`]; [`OciClient::send`] sends any record with auth.
+//! * Live helpers: [`OciClient::ensure_blob`] (HEAD, then POST + PUT, see below) with
+//!   [`OciClient::ensure_blob_plan`]; [`OciClient::untag`] → [`UntagOutcome`] with
+//!   [`OciClient::untag_plan`] → [`UntagPlan`]; [`dummy_manifest`] is the exact fallback body.
+//!
+//! # Untag
+//!
+//! `DELETE /v2/<name>/manifests/<tag>` is tried first (OCI 1.1 registries, Harbor, …). If the
+//! registry refuses it as unsupported (400/405/501, or 404 while the tag still resolves), the
+//! portable fallback runs: make sure the empty config blob `{}` exists, `PUT` a unique
+//! zero-layer OCI manifest (annotation `io.recall.untag` = the caller's nonce, plus the tag)
+//! to the tag, then `DELETE` that dummy **by its own digest**. Only the dummy's digest — the
+//! sha256 of bytes we built, confirmed by the registry's `Docker-Content-Digest` — is ever
+//! deleted: deleting the real image's digest would remove every tag pointing at it. A
+//! registry that refuses the overwrite too (immutable tags: 400/403/409 `TAG_INVALID`,
+//! `MANIFEST_INVALID`, `DENIED`) yields [`OciError::Unsupported`] saying what to do. A
+//! registry with deletes disabled (405 on the dummy DELETE) leaves the tag on the dummy: the
+//! real image is untagged all the same, and [`UntagOutcome::dummy_deleted`] is false.
+//!
+//! # Wire facts verified against the real distribution 2.8.2 (Debian `docker-registry`)
+//!
+//! Checked by hand with curl and pinned by `tests/it/oci_registry.rs`:
+//!
+//! * **Tag DELETE is unsupported**: `DELETE /v2/<name>/manifests/<tag>` → `400
+//!   {"errors":[{"code":"DIGEST_INVALID","message":"provided digest did not match uploaded
+//!   content"}]}` — for an existing and an unknown tag alike. Hence the fallback above.
+//! * **DELETE by digest** (with `storage.delete.enabled: true`) → `202 Accepted`, empty body,
+//!   and *every* tag pointing at that digest is gone (tags list, `GET manifests/<tag>` → 404
+//!   `MANIFEST_UNKNOWN`). A second DELETE → `404 MANIFEST_UNKNOWN`.
+//! * **Zero-layer OCI manifest** with config `application/vnd.oci.empty.v1+json`
+//!   (`sha256:44136fa3…8a`, size 2) and `"layers": []` is accepted (`201`) — but only if the
+//!   config blob exists *in that repository*; otherwise `400 MANIFEST_BLOB_UNKNOWN` with the
+//!   digest as detail. An index whose child manifests are missing → the same 400.
+//! * **Blob upload**: `POST /v2/<name>/blobs/uploads/?digest=…` with a body is **not** a
+//!   monolithic upload: 2.8.2 ignores body and digest, answers `202` with `Location:
+//!   …/blobs/uploads/<uuid>?_state=…` and `Range: 0-0`, and stores nothing. The upload is
+//!   POST then `PUT <Location>&digest=sha256:…` with the bytes → `201` + `Docker-Content-Digest`.
+//!   So a record cannot know the PUT URL in advance: [`OciClient::ensure_blob`] is a live
+//!   helper and [`OciClient::ensure_blob_plan`] writes the PUT URL as [`UPLOAD_LOCATION`].
+//!   Cross-repo mount `POST …/uploads/?mount=<digest>&from=<repo>` → `201` (not used).
+//! * **Manifest GET/HEAD** answer `Docker-Content-Digest`, `Content-Type` = the manifest's
+//!   media type, and an `Etag` of the digest. An OCI manifest requested **without** an OCI
+//!   media type in `Accept` → `404 MANIFEST_UNKNOWN "OCI manifest found, but accept header
+//!   does not support OCI manifests"`: always send [`MANIFEST_ACCEPT`] (a comma-separated
+//!   list is understood). `PUT` by digest with mismatching bytes → `400 DIGEST_INVALID`; a
+//!   `Content-Type` not matching the body's media type → `400 MANIFEST_INVALID`.
+//!   Re-putting identical bytes under another tag yields the identical digest.
+//! * **Referrers**: `GET /v2/<name>/referrers/<digest>` → `404 text/plain "404 page not
+//!   found"` (route unknown: 2.8.2 predates OCI 1.1), so the `sha256-<hex>` tag fallback is
+//!   used. Invalid tag paths (`/manifests/-bad`) get the same plain 404.
+//! * **tags/list** ignores `n=`/`last=` (no pagination, no `Link`; only `_catalog` pages),
+//!   returns tags in storage order, not sorted ([`OciClient::tags`] sorts), `"tags": null`
+//!   once the last tag is gone, and `404 NAME_UNKNOWN` for an unknown repository.
+//! * Every answer carries `Docker-Distribution-Api-Version: registry/2.0`; `GET /v2/` → `200
+//!   {}` without auth.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::net::http::{self, HttpError, HttpResponse, RequestRecord};
+
+/// OCI image manifest.
+pub const MEDIA_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// OCI image index.
+pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker image manifest, schema 2.
+pub const MEDIA_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// Docker manifest list.
+pub const MEDIA_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI empty descriptor media type (the `{}` config of artifacts and of the untag dummy).
+pub const MEDIA_OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// The empty JSON blob `{}`.
+pub const EMPTY_JSON: &str = "{}";
+/// sha256 of [`EMPTY_JSON`].
+pub const EMPTY_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+/// `Accept` for manifest reads: every manifest type the client understands.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+/// Annotation carrying the caller's nonce on the untag dummy manifest.
+pub const UNTAG_ANNOTATION: &str = "io.recall.untag";
+/// Annotation carrying the untagged tag on the untag dummy manifest.
+pub const UNTAG_TAG_ANNOTATION: &str = "io.recall.untag.tag";
+/// Placeholder for the upload URL the registry hands out in answer to the upload POST; used
+/// in planned (not sent) blob-upload PUT records.
+pub const UPLOAD_LOCATION: &str = "<Location of the upload POST answer>";
+
+/// Longest repository name (distribution's limit, host included, is 255).
+const MAX_NAME_LEN: usize = 255;
+/// Most pages [`OciClient::tags`] follows before giving up.
+const MAX_PAGES: usize = 1000;
+
+/// Errors of the OCI client. Never contains credentials.
+#[derive(thiserror::Error, Debug)]
+pub enum OciError {
+    #[error("invalid image reference {input:?}: {reason}")]
+    InvalidReference { input: String, reason: String },
+    #[error("{repo}@{reference} not found in the registry")]
+    NotFound { repo: String, reference: String },
+    #[error("not supported by the registry: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("malformed registry answer: {0}")]
+    Malformed(String),
+}
+
+impl OciError {
+    /// Only HTTP failures can be transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OciError::Http(e) if e.is_transient())
+    }
+
+    /// HTTP status, if the registry answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            OciError::Http(e) => e.status(),
+            _ => None,
+        }
+    }
+}
+
+fn invalid(input: &str, reason: impl Into<String>) -> OciError {
+    OciError::InvalidReference {
+        input: http::truncate_chars(input, 300),
+        reason: reason.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// References
+// ---------------------------------------------------------------------------------------
+
+/// A parsed image reference `host[:port]/repo[:tag][@digest]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reference {
+    /// `registry.example.com`, `127.0.0.1:5000`, `[::1]:5000`.
+    pub host: String,
+    /// `team/app` (path components, lower case).
+    pub repo: String,
+    pub tag: Option<String>,
+    /// `sha256:<64 lowercase hex>`.
+    pub digest: Option<String>,
+}
+
+impl Reference {
+    /// Parses `host[:port]/repo[/more][:tag][@sha256:<hex>]`.
+    pub fn parse(input: &str) -> Result<Reference, OciError> {
+        if input.is_empty() {
+            return Err(invalid(input, "empty"));
+        }
+        if input.len() > MAX_NAME_LEN + 1 + 128 + 1 + 71 {
+            return Err(invalid(input, "too long"));
+        }
+        if let Some(c) = input
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+        {
+            return Err(invalid(
+                input,
+                format!("contains the character {c:?} (only ASCII without spaces is allowed)"),
+            ));
+        }
+        if input.contains("://") {
+            return Err(invalid(
+                input,
+                "drop the scheme: a reference is host[:port]/repo[:tag][@digest]",
+            ));
+        }
+        let (rest, digest) = match input.split_once('@') {
+            Some((r, d)) => {
+                validate_digest(d).map_err(|e| invalid(input, reason_of(e)))?;
+                (r, Some(d.to_string()))
+            }
+            None => (input, None),
+        };
+        let (host, path) = rest.split_once('/').ok_or_else(|| {
+            invalid(
+                input,
+                "missing repository: expected host[:port]/repo (references are fully qualified)",
+            )
+        })?;
+        validate_host(host).map_err(|e| invalid(input, reason_of(e)))?;
+        // A tag is after the last ':' of the last path component.
+        let last_slash = path.rfind('/').map_or(0, |i| i + 1);
+        let (repo, tag) = match path[last_slash..].rfind(':') {
+            Some(i) => {
+                let at = last_slash + i;
+                (&path[..at], Some(path[at + 1..].to_string()))
+            }
+            None => (path, None),
+        };
+        validate_repo(repo).map_err(|e| invalid(input, reason_of(e)))?;
+        if host.len() + 1 + repo.len() > MAX_NAME_LEN {
+            return Err(invalid(
+                input,
+                format!("host/repository is longer than {MAX_NAME_LEN} characters"),
+            ));
+        }
+        if let Some(t) = &tag {
+            validate_tag(t).map_err(|e| invalid(input, reason_of(e)))?;
+        }
+        Ok(Reference {
+            host: host.to_string(),
+            repo: repo.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// What to ask the registry for: the digest if present, else the tag, else `latest`.
+    pub fn target(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.host, self.repo)?;
+        if let Some(t) = &self.tag {
+            write!(f, ":{t}")?;
+        }
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+fn reason_of(e: OciError) -> String {
+    match e {
+        OciError::InvalidReference { reason, .. } => reason,
+        other => other.to_string(),
+    }
+}
+
+/// A registry host: `name[:port]`, an IPv4 address, or `[ipv6][:port]`.
+pub fn validate_host(host: &str) -> Result<(), OciError> {
+    if host.is_empty() {
+        return Err(invalid(host, "empty registry host"));
+    }
+    if host.contains('@') {
+        return Err(invalid(host, "registry host must not carry credentials"));
+    }
+    let (name, port) = if let Some(v6) = host.strip_prefix('[') {
+        let (addr, after) = v6
+            .split_once(']')
+            .ok_or_else(|| invalid(host, "unterminated [IPv6] host"))?;
+        if addr.is_empty() || !addr.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
+            return Err(invalid(host, "invalid IPv6 address"));
+        }
+        match after {
+            "" => (addr, None),
+            p => (
+                addr,
+                Some(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| invalid(host, "junk after [IPv6] host"))?,
+                ),
+            ),
+        }
+    } else {
+        match host.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (host, None),
+        }
+    };
+    if let Some(p) = port {
+        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(host, format!("invalid port {p:?}")));
+        }
+        if p.parse::<u32>().map_or(true, |n| n == 0 || n > 65_535) {
+            return Err(invalid(host, format!("port {p} out of range")));
+        }
+    }
+    if !host.starts_with('[') {
+        let ok = name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+        if !ok {
+            return Err(invalid(
+                host,
+                format!("invalid registry host name {name:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A repository name: `/`-separated components of `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`.
+pub fn validate_repo(repo: &str) -> Result<(), OciError> {
+    if repo.is_empty() {
+        return Err(invalid(repo, "empty repository name"));
+    }
+    if repo.len() > MAX_NAME_LEN {
+        return Err(invalid(
+            repo,
+            format!("repository name longer than {MAX_NAME_LEN} characters"),
+        ));
+    }
+    for comp in repo.split('/') {
+        if comp.is_empty() {
+            return Err(invalid(
+                repo,
+                "empty path component (leading, trailing or double '/')",
+            ));
+        }
+        if let Err(why) = check_component(comp) {
+            return Err(invalid(
+                repo,
+                format!("repository component {comp:?}: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_component(comp: &str) -> Result<(), &'static str> {
+    let b = comp.as_bytes();
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if b.iter().any(|c| c.is_ascii_uppercase()) {
+        return Err("must be lower case");
+    }
+    if !b.iter().all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-')) {
+        return Err("only a-z, 0-9 and the separators . _ __ - are allowed");
+    }
+    if !b.first().is_some_and(|&c| alnum(c)) || !b.last().is_some_and(|&c| alnum(c)) {
+        return Err("must start and end with a letter or digit");
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &comp[start..i];
+        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-');
+        if !ok {
+            return Err("separators are '.', '_', '__' or a run of '-'");
+        }
+    }
+    Ok(())
+}
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<(), OciError> {
+    let b = tag.as_bytes();
+    if b.is_empty() {
+        return Err(invalid(tag, "empty tag"));
+    }
+    if b.len() > 128 {
+        return Err(invalid(tag, "tag longer than 128 characters"));
+    }
+    if !(b[0].is_ascii_alphanumeric() || b[0] == b'_') {
+        return Err(invalid(tag, "tag must start with a letter, digit or '_'"));
+    }
+    if !b
+        .iter()
+        .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    {
+        return Err(invalid(
+            tag,
+            "tag may only contain A-Z a-z 0-9 _ . -",
+        ));
+    }
+    Ok(())
+}
+
+/// A digest: `sha256:` + 64 lowercase hex (the only algorithm Recall handles).
+pub fn validate_digest(digest: &str) -> Result<(), OciError> {
+    let Some((alg, hex)) = digest.split_once(':') else {
+        return Err(invalid(digest, "digest must be sha256:<64 hex>"));
+    };
+    if alg != "sha256" {
+        return Err(invalid(
+            digest,
+            format!("unsupported digest algorithm {alg:?} (only sha256)"),
+        ));
+    }
+    if hex.len() != 64 {
+        return Err(invalid(
+            digest,
+            format!("sha256 digest must have 64 hex characters, not {}", hex.len()),
+        ));
+    }
+    if !hex
+        .bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return Err(invalid(digest, "digest hex must be lowercase 0-9a-f"));
+    }
+    Ok(())
+}
+
+/// True if `s` is a valid `sha256:` digest (as opposed to a tag).
+pub fn is_digest(s: &str) -> bool {
+    validate_digest(s).is_ok()
+}
+
+/// A tag or a digest.
+fn validate_target(reference: &str) -> Result<(), OciError> {
+    if reference.contains(':') {
+        validate_digest(reference)
+    } else {
+        validate_tag(reference)
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The tag under which the OCI referrers fallback stores an index: `sha256-<hex>`.
+pub fn referrers_tag(digest: &str) -> Result<String, OciError> {
+    validate_digest(digest)?;
+    Ok(digest.replacen(':', "-", 1))
+}
+
+/// The exact bytes of the untag dummy: a zero-layer OCI manifest with the empty config and
+/// annotations naming the nonce and the tag, so each (nonce, tag) has its own digest.
+pub fn dummy_manifest(tag: &str, nonce: &str) -> String {
+    let mut ann = serde_json::Map::new();
+    ann.insert(UNTAG_ANNOTATION.into(), Value::String(nonce.to_string()));
+    ann.insert(UNTAG_TAG_ANNOTATION.into(), Value::String(tag.to_string()));
+    let v = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_MANIFEST,
+        "config": { "mediaType": MEDIA_OCI_EMPTY, "digest": EMPTY_DIGEST, "size": 2 },
+        "layers": [],
+        "annotations": Value::Object(ann),
+    });
+    v.to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Authentication
+// ---------------------------------------------------------------------------------------
+
+/// Registry credentials.
+#[derive(Clone)]
+pub enum OciAuth {
+    Anonymous,
+    /// Username and password (or a registry access token used as password).
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// A static bearer token sent as `Authorization: Bearer …`.
+    Bearer { token: SecretString },
+}
+
+impl fmt::Debug for OciAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OciAuth::Anonymous => f.write_str("Anonymous"),
+            OciAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &http::REDACTED)
+                .finish(),
+            OciAuth::Bearer { .. } => f
+                .debug_struct("Bearer")
+                .field("token", &http::REDACTED)
+                .finish(),
+        }
+    }
+}
+
+/// One challenge of a `WWW-Authenticate` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// Lower-cased scheme (`bearer`, `basic`).
+    pub scheme: String,
+    /// Lower-cased parameter names → unquoted values.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Parses `WWW-Authenticate` values (RFC 9110 §11.6.1): several challenges, quoted strings
+/// with commas and `\"` escapes. Unparseable trailing input is ignored.
+pub fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let s = header.as_bytes();
+    let mut i = 0;
+    let mut out = Vec::new();
+    let is_tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/".contains(&c);
+    let skip_ws = |i: &mut usize| {
+        while *i < s.len() && (s[*i] == b' ' || s[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| -> String {
+        let start = *i;
+        while *i < s.len() && is_tchar(s[*i]) {
+            *i += 1;
+        }
+        header[start..*i].to_string()
+    };
+    loop {
+        while i < s.len() && (s[i] == b' ' || s[i] == b'\t' || s[i] == b',') {
+            i += 1;
+        }
+        if i >= s.len() {
+            break;
+        }
+        let scheme = token(&mut i);
+        if scheme.is_empty() {
+            break;
+        }
+        let mut ch = Challenge {
+            scheme: scheme.to_ascii_lowercase(),
+            params: BTreeMap::new(),
+        };
+        loop {
+            skip_ws(&mut i);
+            let save = i;
+            let name = token(&mut i);
+            skip_ws(&mut i);
+            if name.is_empty() || i >= s.len() || s[i] != b'=' {
+                // Not a parameter: the next challenge's scheme (or junk).
+                i = save;
+                break;
+            }
+            i += 1;
+            skip_ws(&mut i);
+            let value = if i < s.len() && s[i] == b'"' {
+                i += 1;
+                let mut v = String::new();
+                let mut rest = header[i..].chars();
+                let mut used = 0;
+                let mut closed = false;
+                while let Some(c) = rest.next() {
+                    used += c.len_utf8();
+                    match c {
+                        '\\' => {
+                            if let Some(n) = rest.next() {
+                                used += n.len_utf8();
+                                v.push(n);
+                            }
+                        }
+                        '"' => {
+                            closed = true;
+                            break;
+                        }
+                        c => v.push(c),
+                    }
+                }
+                i += used;
+                if !closed {
+                    ch.params.insert(name.to_ascii_lowercase(), v);
+                    out.push(ch);
+                    return out;
+                }
+                v
+            } else {
+                // token value (token68 padding '=' included)
+                let start = i;
+                while i < s.len() && (is_tchar(s[i]) || s[i] == b'=') {
+                    i += 1;
+                }
+                header[start..i].to_string()
+            };
+            ch.params.insert(name.to_ascii_lowercase(), value);
+            skip_ws(&mut i);
+            if i < s.len() && s[i] == b',' {
+                i += 1;
+                continue;
+            }
+            break;
+        }
+        out.push(ch);
+        if i < s.len() && !(s[i] == b',' || s[i] == b' ' || s[i] == b'\t' || is_tchar(s[i])) {
+            break;
+        }
+    }
+    out
+}
+
+/// Where a realm may be fetched from: `https` always; plain `http` only if the realm's host
+/// (with port) is the insecure registry itself or listed insecure. Returns the parsed URL.
+pub fn check_realm(
+    realm: &str,
+    registry: &url::Url,
+    insecure_hosts: &[String],
+) -> Result<url::Url, OciError> {
+    let url = url::Url::parse(realm).map_err(|e| {
+        OciError::Unsupported(format!("token realm {realm:?} is not a URL ({e})"))
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(OciError::Unsupported(
+            "token realm embeds credentials; refusing it".into(),
+        ));
+    }
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let host = host_port(&url);
+            let own = registry.scheme() == "http" && host_port(registry) == host;
+            if own || insecure_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+                Ok(url)
+            } else {
+                Err(OciError::Unsupported(format!(
+                    "token realm {realm} is plain http; refusing to send credentials or \
+                     trust a token over it. List {host} as an insecure registry host if \
+                     that is really intended"
+                )))
+            }
+        }
+        other => Err(OciError::Unsupported(format!(
+            "token realm scheme {other:?} is not http(s)"
+        ))),
+    }
+}
+
+fn host_port(u: &url::Url) -> String {
+    let host = u.host_str().unwrap_or_default();
+    match u.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+/// The scope a registry asks for on a request: `repository:<name>:pull` for reads,
+/// `pull,push` for PUT/POST/PATCH, `delete` for DELETE. `None` outside `/v2/<name>/…`.
+pub fn predicted_scope(method: &str, path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/v2/")?;
+    let markers = ["/manifests/", "/blobs/", "/tags/", "/referrers/"];
+    let end = markers.iter().filter_map(|m| rest.find(m)).min()?;
+    let name = &rest[..end];
+    if name.is_empty() {
+        return None;
+    }
+    let actions = match method.to_ascii_uppercase().as_str() {
+        "GET" | "HEAD" | "OPTIONS" => "pull",
+        "DELETE" => "delete",
+        _ => "pull,push",
+    };
+    Some(format!("repository:{name}:{actions}"))
+}
+
+/// Standard base64 with padding (for Basic credentials).
+fn base64_encode(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b1 = chunk.get(1).copied().unwrap_or(0);
+        let b2 = chunk.get(2).copied().unwrap_or(0);
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(b1) << 8) | u32::from(b2);
+        out.push(char::from(T[(n >> 18) as usize & 63]));
+        out.push(char::from(T[(n >> 12) as usize & 63]));
+        out.push(if chunk.len() > 1 {
+            char::from(T[(n >> 6) as usize & 63])
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            char::from(T[n as usize & 63])
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+fn basic_header(username: &str, password: &SecretString) -> SecretString {
+    let creds = SecretString::from(format!("{username}:{}", password.expose_secret()));
+    SecretString::from(format!(
+        "Basic {}",
+        base64_encode(creds.expose_secret().as_bytes())
+    ))
+}
+
+fn bearer_header(token: &SecretString) -> SecretString {
+    SecretString::from(format!("Bearer {}", token.expose_secret()))
+}
+
+struct CachedToken {
+    token: SecretString,
+    until: Instant,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Learned {
+    Basic,
+}
+
+// ---------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------
+
+/// One platform entry of an index / manifest list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformManifest {
+    /// Empty when the entry has no platform.
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A manifest as the registry serves it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub digest: String,
+    pub media_type: String,
+    pub size: u64,
+    /// The exact manifest bytes (re-putting them under another tag keeps the digest).
+    pub raw: String,
+    /// Entries of an index / manifest list (every entry, attestation ones included);
+    /// empty for a single-platform manifest.
+    pub platforms: Vec<PlatformManifest>,
+}
+
+impl Resolved {
+    pub fn is_index(&self) -> bool {
+        self.media_type == MEDIA_OCI_INDEX || self.media_type == MEDIA_DOCKER_LIST
+    }
+}
+
+/// What a `HEAD` of a manifest told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestHead {
+    pub digest: String,
+    pub media_type: String,
+    pub size: Option<u64>,
+}
+
+/// A content descriptor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: String,
+    pub artifact_type: Option<String>,
+    pub size: u64,
+}
+
+/// Where [`Referrers::descriptors`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReferrersSource {
+    /// `GET /v2/<name>/referrers/<digest>` (OCI 1.1).
+    Api,
+    /// The `sha256-<hex>` tag index (OCI 1.1 fallback scheme).
+    FallbackTag,
+    /// Neither: the API is unsupported and no fallback tag exists.
+    None,
+}
+
+/// Artifacts attached to a manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Referrers {
+    pub source: ReferrersSource,
+    pub descriptors: Vec<Descriptor>,
+    /// cosign's `sha256-<hex>.sig|.att|.sbom` tags that exist, with their digests.
+    pub cosign: Vec<(String, String)>,
+}
+
+/// How [`OciClient::untag`] removed the tag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UntagMethod {
+    /// The tag did not exist: nothing sent.
+    AlreadyAbsent,
+    /// `DELETE /v2/<name>/manifests/<tag>` was accepted.
+    TagDelete,
+    /// Tag overwritten with a unique dummy manifest, then the dummy deleted by digest.
+    DummyOverwrite,
+}
+
+/// Result of [`OciClient::untag`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UntagOutcome {
+    pub method: UntagMethod,
+    /// Digest the tag pointed at before (`None` if it was absent).
+    pub previous_digest: Option<String>,
+    /// Digest of the dummy manifest (fallback only).
+    pub dummy_digest: Option<String>,
+    /// False if the registry refused to delete the dummy (deletes disabled): the tag then
+    /// points at the dummy, no longer at the real image.
+    pub dummy_deleted: bool,
+    /// Every mutating request sent, in order, refused ones included.
+    pub sent: Vec<RequestRecord>,
+}
+
+/// What [`OciClient::untag`] would send (built after read-only lookups).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UntagPlan {
+    /// Digest the tag points at; `None` means it does not exist and nothing would be sent.
+    pub current_digest: Option<String>,
+    /// Tried first.
+    pub tag_delete: Option<RequestRecord>,
+    /// Sent only if the registry refuses `tag_delete` as unsupported (distribution 2.8 does).
+    /// A blob-upload PUT URL is [`UPLOAD_LOCATION`]`&digest=…` (known only after the POST).
+    pub fallback: Vec<RequestRecord>,
+    /// Digest of the dummy the fallback pushes and then deletes.
+    pub dummy_digest: String,
+}
+
+impl UntagPlan {
+    /// All records: `tag_delete`, then the fallback.
+    pub fn records(&self) -> Vec<RequestRecord> {
+        self.tag_delete
+            .iter()
+            .cloned()
+            .chain(self.fallback.iter().cloned())
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------
+
+/// Client for one OCI registry host.
+pub struct OciClient {
+    /// `scheme://host[:port]/`.
+    base: url::Url,
+    auth: OciAuth,
+    insecure_hosts: Vec<String>,
+    client: reqwest::Client,
+    tokens: Mutex<HashMap<String, CachedToken>>,
+    learned: Mutex<Option<Learned>>,
+}
+
+impl fmt::Debug for OciClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OciClient")
+            .field("base", &self.base.as_str())
+            .field("auth", &self.auth)
+            .field("insecure_hosts", &self.insecure_hosts)
+            .finish()
+    }
+}
+
+/// A raw answer of any status.
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn header_str<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_type(h: &reqwest::header::HeaderMap) -> Option<String> {
+    header_str(h, "content-type").map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+    })
+}
+
+fn is_manifest_type(t: &str) -> bool {
+    matches!(
+        t,
+        MEDIA_OCI_MANIFEST | MEDIA_OCI_INDEX | MEDIA_DOCKER_MANIFEST | MEDIA_DOCKER_LIST
+    )
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub fn next_link(header: &str) -> Option<String> {
+    let mut rest = header;
+    while let Some(start) = rest.find('<') {
+        let after = &rest[start + 1..];
+        let end = after.find('>')?;
+        let target = &after[..end];
+        let params_end = after[end..].find('<').map_or(after.len(), |i| end + i);
+        let params = &after[end + 1..params_end];
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().trim_end_matches(',').trim();
+            match p.split_once('=') {
+                Some((k, v)) => {
+                    k.trim().eq_ignore_ascii_case("rel")
+                        && v.trim()
+                            .trim_matches('"')
+                            .split_whitespace()
+                            .any(|r| r.eq_ignore_ascii_case("next"))
+                }
+                None => false,
+            }
+        });
+        if is_next {
+            return Some(target.to_string());
+        }
+        rest = &after[params_end..];
+    }
+    None
+}
+
+impl OciClient {
+    /// A client for `host` (`registry.example.com`, `127.0.0.1:5000`): `https://` unless
+    /// `insecure` (plain `http://`, only for hosts the configuration lists as insecure).
+    pub fn new(
+        host: &str,
+        auth: OciAuth,
+        insecure: bool,
+        timeout: Duration,
+    ) -> Result<OciClient, OciError> {
+        validate_host(host)?;
+        let scheme = if insecure { "http" } else { "https" };
+        Self::with_base_url(&format!("{scheme}://{host}/"), auth, timeout)
+    }
+
+    /// A client for an explicit base URL (`http://127.0.0.1:5000`); the path must be empty.
+    pub fn with_base_url(
+        base: &str,
+        auth: OciAuth,
+        timeout: Duration,
+    ) -> Result<OciClient, OciError> {
+        let mut url = url::Url::parse(base.trim())
+            .map_err(|e| invalid(base, format!("invalid registry URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid(base, "registry URL must be http(s)"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                base,
+                "registry URL must not embed credentials; configure them as auth",
+            ));
+        }
+        if url.host_str().is_none() {
+            return Err(invalid(base, "registry URL has no host"));
+        }
+        if !matches!(url.path(), "" | "/") {
+            return Err(invalid(
+                base,
+                "registry URL must not have a path (the API lives at /v2/)",
+            ));
+        }
+        url.set_path("/");
+        url.set_query(None);
+        url.set_fragment(None);
+        Ok(OciClient {
+            base: url,
+            auth,
+            insecure_hosts: Vec::new(),
+            client: http::build_client(timeout),
+            tokens: Mutex::new(HashMap::new()),
+            learned: Mutex::new(None),
+        })
+    }
+
+    /// Hosts (`name[:port]`) whose plain-http token realms may be used.
+    pub fn with_insecure_hosts(mut self, hosts: &[String]) -> Self {
+        self.insecure_hosts = hosts.to_vec();
+        self
+    }
+
+    /// Replaces the HTTP client (e.g. another timeout).
+    pub fn with_http_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// `scheme://host[:port]/`.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// `host[:port]`.
+    pub fn host(&self) -> String {
+        host_port(&self.base)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base.as_str(), path.trim_start_matches('/'))
+    }
+
+    fn manifest_url(&self, repo: &str, reference: &str) -> Result<String, OciError> {
+        validate_repo(repo)?;
+        validate_target(reference)?;
+        Ok(self.url(&format!("v2/{repo}/manifests/{reference}")))
+    }
+
+    fn same_origin(&self, url: &url::Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
+    }
+
+    // ---- sending --------------------------------------------------------------------
+
+    /// Sends `rec` with the configured credentials (answering a Bearer or Basic challenge
+    /// once). Refuses URLs outside the registry so credentials cannot leak to another host.
+    /// Non-2xx answers become [`HttpError::Status`] (body scrubbed of every secret).
+    pub async fn send(&self, rec: &RequestRecord) -> Result<HttpResponse, OciError> {
+        let a = self.exchange(rec).await?;
+        self.into_result(rec, a)
+    }
+
+    fn into_result(&self, rec: &RequestRecord, a: Answer) -> Result<HttpResponse, OciError> {
+        if (200..300).contains(&a.status) {
+            return Ok(HttpResponse {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+            });
+        }
+        let retry_after_ms = header_str(&a.headers, "retry-after").and_then(http::parse_retry_after);
+        Err(OciError::Http(HttpError::Status {
+            status: a.status,
+            method: rec.method.clone(),
+            url: rec.url.clone(),
+            body: http::truncate_chars(&self.scrub(&a.body), http::ERROR_BODY_LIMIT),
+            retry_after_ms,
+        }))
+    }
+
+    fn scrub(&self, text: &str) -> String {
+        let tokens = lock(&self.tokens);
+        let mut secrets: Vec<&SecretString> = tokens.values().map(|t| &t.token).collect();
+        match &self.auth {
+            OciAuth::Anonymous => {}
+            OciAuth::Basic { password, .. } => secrets.push(password),
+            OciAuth::Bearer { token } => secrets.push(token),
+        }
+        http::scrub(text, &secrets)
+    }
+
+    /// The request, answered (any status), after at most one challenge round.
+    async fn exchange(&self, rec: &RequestRecord) -> Result<Answer, OciError> {
+        let url = url::Url::parse(&rec.url)
+            .map_err(|e| HttpError::Decode(format!("invalid URL {:?}: {e}", rec.url)))?;
+        if !self.same_origin(&url) {
+            return Err(HttpError::Decode(format!(
+                "refusing to send {} {}: not under registry {}",
+                rec.method,
+                rec.url,
+                self.base.as_str()
+            ))
+            .into());
+        }
+        let scope = predicted_scope(&rec.method, url.path());
+        let first = self.preemptive_auth(scope.as_deref());
+        let answer = self.send_raw(rec, first.as_ref()).await?;
+        if answer.status != 401 {
+            return Ok(answer);
+        }
+        let challenges: Vec<Challenge> = answer
+            .headers
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_challenges)
+            .collect();
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let basic = challenges.iter().find(|c| c.scheme == "basic");
+        let retry_auth = match (&self.auth, bearer, basic) {
+            // A static token was refused: nothing else to try.
+            (OciAuth::Bearer { .. }, _, _) => None,
+            (_, Some(ch), _) => {
+                let fetched = self.fetch_token(ch, scope.as_deref()).await?;
+                let header = bearer_header(&fetched.token);
+                let until = Instant::now() + fetched.expires_in;
+                let mut cache = lock(&self.tokens);
+                for k in fetched.scope.iter().chain(scope.iter()) {
+                    cache.insert(
+                        k.clone(),
+                        CachedToken {
+                            token: fetched.token.clone(),
+                            until,
+                        },
+                    );
+                }
+                Some(header)
+            }
+            (OciAuth::Basic { username, password }, None, Some(_)) if first.is_none() => {
+                *lock(&self.learned) = Some(Learned::Basic);
+                Some(basic_header(username, password))
+            }
+            _ => None,
+        };
+        match retry_auth {
+            Some(h) => self.send_raw(rec, Some(&h)).await,
+            None => Ok(answer),
+        }
+    }
+
+    /// The `Authorization` value to send before any challenge: a cached token for the
+    /// request's scope, Basic once the registry asked for it, or the static bearer token.
+    fn preemptive_auth(&self, scope: Option<&str>) -> Option<SecretString> {
+        if let Some(scope) = scope {
+            let mut cache = lock(&self.tokens);
+            match cache.get(scope) {
+                Some(t) if t.until > Instant::now() => return Some(bearer_header(&t.token)),
+                Some(_) => {
+                    cache.remove(scope);
+                }
+                None => {}
+            }
+        }
+        match &self.auth {
+            OciAuth::Anonymous => None,
+            OciAuth::Bearer { token } => Some(bearer_header(token)),
+            OciAuth::Basic { username, password } => {
+                if *lock(&self.learned) == Some(Learned::Basic) {
+                    Some(basic_header(username, password))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// `GET realm?service=…&scope=…` (Basic credentials if configured) → token.
+    async fn fetch_token(
+        &self,
+        ch: &Challenge,
+        predicted: Option<&str>,
+    ) -> Result<FetchedToken, OciError> {
+        let realm = ch.params.get("realm").ok_or_else(|| {
+            OciError::Unsupported("Bearer challenge without a realm".into())
+        })?;
+        let mut url = check_realm(realm, &self.base, &self.insecure_hosts)?;
+        let scope = ch
+            .params
+            .get("scope")
+            .cloned()
+            .or_else(|| predicted.map(str::to_string));
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(service) = ch.params.get("service") {
+                q.append_pair("service", service);
+            }
+            // Several scopes are space-separated in a challenge; each is its own parameter.
+            for s in scope.iter().flat_map(|s| s.split_whitespace()) {
+                q.append_pair("scope", s);
+            }
+        }
+        let mut req = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let OciAuth::Basic { username, password } = &self.auth {
+            let mut v = reqwest::header::HeaderValue::from_str(
+                basic_header(username, password).expose_secret(),
+            )
+            .map_err(|_| HttpError::Decode("Basic credentials are not a valid header".into()))?;
+            v.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, v);
+        }
+        tracing::debug!(realm = %realm, scope = ?scope, "registry token request");
+        let resp = req.send().await.map_err(http::transport_error)?;
+        let status = resp.status().as_u16();
+        let retry_after_ms = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(http::parse_retry_after);
+        let body = resp.text().await.map_err(http::transport_error)?;
+        if !(200..300).contains(&status) {
+            return Err(HttpError::Status {
+                status,
+                method: "GET".into(),
+                url: url.to_string(),
+                body: http::truncate_chars(&self.scrub(&body), http::ERROR_BODY_LIMIT),
+                retry_after_ms,
+            }
+            .into());
+        }
+        let v: Value = serde_json::from_str(&body).map_err(|e| {
+            OciError::Malformed(format!("token endpoint {realm} answered non-JSON ({e})"))
+        })?;
+        let token = v
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .or_else(|| v.get("access_token").and_then(Value::as_str))
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                OciError::Malformed(format!(
+                    "token endpoint {realm} answered without token/access_token"
+                ))
+            })?;
+        let expires_in = v
+            .get("expires_in")
+            .and_then(Value::as_u64)
+            .unwrap_or(60)
+            .min(86_400);
+        Ok(FetchedToken {
+            token: SecretString::from(token.to_string()),
+            expires_in: Duration::from_secs(expires_in),
+            scope,
+        })
+    }
+
+    /// One HTTP exchange: the record's headers (redacted ones skipped), `authorization`
+    /// added at send time, any status returned with its headers. Mirrors
+    /// [`http::send_record`], which cannot be used here because it drops the headers of a
+    /// non-2xx answer and the 401's `WWW-Authenticate` is needed.
+    async fn send_raw(
+        &self,
+        rec: &RequestRecord,
+        authorization: Option<&SecretString>,
+    ) -> Result<Answer, OciError> {
+        let method = reqwest::Method::from_bytes(rec.method.as_bytes())
+            .map_err(|_| HttpError::Decode(format!("invalid HTTP method {:?}", rec.method)))?;
+        let url = reqwest::Url::parse(&rec.url)
+            .map_err(|e| HttpError::Decode(format!("invalid URL {:?}: {e}", rec.url)))?;
+        let mut req = self.client.request(method, url);
+        for (k, v) in &rec.headers {
+            if v == http::REDACTED || http::is_sensitive_header(k) {
+                continue;
+            }
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(a) = authorization {
+            let mut value = reqwest::header::HeaderValue::from_str(a.expose_secret())
+                .map_err(|_| HttpError::Decode("credential is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            req = req.header(reqwest::header::AUTHORIZATION, value);
+        }
+        if let Some(raw) = &rec.raw_body {
+            req = req.body(raw.clone().into_bytes());
+        } else if let Some(body) = &rec.body {
+            let bytes = serde_json::to_vec(body)
+                .map_err(|e| HttpError::Decode(format!("cannot serialise request body: {e}")))?;
+            if rec.header("content-type").is_none() {
+                req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            req = req.body(bytes);
+        }
+        if rec.header("accept").is_none() {
+            req = req.header(reqwest::header::ACCEPT, "application/json");
+        }
+        tracing::debug!(method = %rec.method, url = %rec.url, "registry request");
+        let resp = req.send().await.map_err(http::transport_error)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.map_err(http::transport_error)?;
+        tracing::debug!(method = %rec.method, url = %rec.url, status, "registry answer");
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    // ---- reads ----------------------------------------------------------------------
+
+    /// `GET /v2/<repo>/manifests/<reference>` accepting OCI and Docker manifests and indexes.
+    /// The digest is `Docker-Content-Digest`, checked against the sha256 of the bytes (and
+    /// against `reference` when it is a digest): a mismatch is [`OciError::Malformed`],
+    /// since [`Resolved::raw`] must be exactly the bytes that digest names.
+    pub async fn resolve(&self, repo: &str, reference: &str) -> Result<Resolved, OciError> {
+        let rec = RequestRecord::new("GET", self.manifest_url(repo, reference)?)
+            .with_header("accept", MANIFEST_ACCEPT);
+        let resp = self.send(&rec).await.map_err(|e| not_found(e, repo, reference))?;
+        let computed = sha256_digest(resp.body.as_bytes());
+        let header = header_str(&resp.headers, "docker-content-digest").map(str::to_string);
+        if let Some(h) = &header {
+            if h.starts_with("sha256:") && *h != computed {
+                return Err(OciError::Malformed(format!(
+                    "{repo}@{reference}: Docker-Content-Digest {h} does not match the sha256 \
+                    of the manifest bytes ({computed})"
+                )));
+            }
+        }
+        let digest = header.unwrap_or_else(|| computed.clone());
+        if is_digest(reference) && reference != computed {
+            return Err(OciError::Malformed(format!(
+                "{repo}@{reference}: the registry served a manifest whose sha256 is {computed}"
+            )));
+        }
+        let json: Value = serde_json::from_str(&resp.body).map_err(|e| {
+            OciError::Malformed(format!("{repo}@{reference}: manifest is not JSON ({e})"))
+        })?;
+        let media_type = content_type(&resp.headers)
+            .filter(|t| is_manifest_type(t))
+            .or_else(|| {
+                json.get("mediaType")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        if !is_manifest_type(&media_type) {
+            return Err(OciError::Unsupported(format!(
+                "{repo}@{reference} has media type {media_type:?}; only OCI and Docker \
+                schema 2 manifests and indexes are handled (re-push the image with a \
+                current client)"
+            )));
+        }
+        let platforms = if media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST {
+            parse_platforms(&json)?
+        } else {
+            Vec::new()
+        };
+        Ok(Resolved {
+            digest,
+            media_type,
+            size: resp.body.len() as u64,
+            raw: resp.body,
+            platforms,
+        })
+    }
+
+    /// `HEAD /v2/<repo>/manifests/<reference>`; `None` on 404. Falls back to a GET when the
+    /// registry omits `Docker-Content-Digest`.
+    pub async fn head_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ManifestHead>, OciError> {
+        let rec = RequestRecord::new("HEAD", self.manifest_url(repo, reference)?)
+            .with_header("accept", MANIFEST_ACCEPT);
+        let resp = match self.send(&rec).await {
+            Ok(r) => r,
+            Err(e) if e.status() == Some(404) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let media_type = content_type(&resp.headers).unwrap_or_default();
+        let size = header_str(&resp.headers, "content-length").and_then(|v| v.parse().ok());
+        match header_str(&resp.headers, "docker-content-digest") {
+            Some(d) => Ok(Some(ManifestHead {
+                digest: d.to_string(),
+                media_type,
+                size,
+            })),
+            None => match self.resolve(repo, reference).await {
+                Ok(r) => Ok(Some(ManifestHead {
+                    digest: r.digest,
+                    media_type: r.media_type,
+                    size: Some(r.size),
+                })),
+                Err(OciError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Whether `repo@digest` exists (`HEAD`).
+    pub async fn manifest_exists(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
+        validate_digest(digest)?;
+        Ok(self.head_manifest(repo, digest).await?.is_some())
+    }
+
+    /// Whether the blob `digest` exists in `repo` (`HEAD /v2/<repo>/blobs/<digest>`).
+    pub async fn blob_exists(&self, repo: &str, digest: &str) -> Result<bool, OciError> {
+        validate_repo(repo)?;
+        validate_digest(digest)?;
+        let rec = RequestRecord::new("HEAD", self.url(&format!("v2/{repo}/blobs/{digest}")));
+        match self.send(&rec).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.status() == Some(404) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every tag of `repo`, sorted, following `Link: <…>; rel="next"` pages (same origin
+    /// only). An unknown repository is [`OciError::NotFound`].
+    pub async fn tags(&self, repo: &str) -> Result<Vec<String>, OciError> {
+        validate_repo(repo)?;
+        let mut url = self.url(&format!("v2/{repo}/tags/list"));
+        let mut seen = std::collections::HashSet::new();
+        let mut tags = Vec::new();
+        for _ in 0..MAX_PAGES {
+            if !seen.insert(url.clone()) {
+                return Err(OciError::Malformed(format!(
+                    "tags/list of {repo}: pagination loops back to {url}"
+                )));
+            }
+            let rec = RequestRecord::new("GET", url.clone());
+            let resp = self
+                .send(&rec)
+                .await
+                .map_err(|e| not_found(e, repo, "tags/list"))?;
+            let v = resp.json()?;
+            match v.get("tags") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(a)) => {
+                    for t in a {
+                        let t = t.as_str().ok_or_else(|| {
+                            OciError::Malformed(format!("tags/list of {repo}: non-string tag"))
+                        })?;
+                        tags.push(t.to_string());
+                    }
+                }
+                Some(_) => {
+                    return Err(OciError::Malformed(format!(
+                        "tags/list of {repo}: \"tags\" is not an array"
+                    )));
+                }
+            }
+            let Some(next) = header_str(&resp.headers, "link").and_then(next_link) else {
+                tags.sort();
+                tags.dedup();
+                return Ok(tags);
+            };
+            let current = url::Url::parse(&url)
+                .map_err(|e| OciError::Malformed(format!("bad URL {url}: {e}")))?;
+            let joined = current.join(&next).map_err(|e| {
+                OciError::Malformed(format!("tags/list of {repo}: bad Link {next:?}: {e}"))
+            })?;
+            if !self.same_origin(&joined) {
+                return Err(OciError::Malformed(format!(
+                    "tags/list of {repo}: Link {joined} leaves the registry"
+                )));
+            }
+            url = joined.to_string();
+        }
+        Err(OciError::Malformed(format!(
+            "tags/list of {repo}: more than {MAX_PAGES} pages"
+        )))
+    }
+
+    /// Tags of `repo` that currently point at `digest`. Costs one `HEAD` per tag.
+    pub async fn tags_pointing_at(
+        &self,
+        repo: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, OciError> {
+        validate_digest(digest)?;
+        let mut out = Vec::new();
+        for tag in self.tags(repo).await? {
+            if validate_tag(&tag).is_err() {
+                continue;
+            }
+            if let Some(h) = self.head_manifest(repo, &tag).await? {
+                if h.digest == digest {
+                    out.push(tag);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- request builders (pure) ----------------------------------------------------
+
+    /// `PUT /v2/<repo>/manifests/<reference>` with `raw` byte for byte. A digest reference
+    /// must be the sha256 of `raw`.
+    pub fn put_manifest_request(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        raw: &str,
+    ) -> Result<RequestRecord, OciError> {
+        let url = self.manifest_url(repo, reference)?;
+        if !is_manifest_type(media_type) {
+            return Err(OciError::Unsupported(format!(
+                "cannot push a manifest of media type {media_type:?}"
+            )));
+        }
+        if is_digest(reference) && sha256_digest(raw.as_bytes()) != reference {
+            return Err(invalid(
+                reference,
+                "the manifest bytes do not hash to this digest",
+            ));
+        }
+        Ok(RequestRecord::new("PUT", url).with_raw(media_type, raw))
+    }
+
+    /// `DELETE /v2/<repo>/manifests/<reference>` (a tag, or a digest — which removes every
+    /// tag pointing at it).
+    pub fn delete_manifest_request(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<RequestRecord, OciError> {
+        Ok(RequestRecord::new(
+            "DELETE",
+            self.manifest_url(repo, reference)?,
+        ))
+    }
+
+    /// `POST /v2/<repo>/blobs/uploads/`: opens an upload session; the answer's `Location`
+    /// is where [`Self::upload_finish_request`] sends the bytes.
+    pub fn upload_start_request(&self, repo: &str) -> Result<RequestRecord, OciError> {
+        validate_repo(repo)?;
+        Ok(RequestRecord::new(
+            "POST",
+            self.url(&format!("v2/{repo}/blobs/uploads/")),
+        ))
+    }
+
+    /// `PUT <location>?digest=<digest>` with `body` (the monolithic second step of an
+    /// upload). `location` is the upload POST's `Location` (absolute or relative); it must
+    /// stay on the registry.
+    pub fn upload_finish_request(
+        &self,
+        location: &str,
+        digest: &str,
+        body: &str,
+    ) -> Result<RequestRecord, OciError> {
+        validate_digest(digest)?;
+        if sha256_digest(body.as_bytes()) != digest {
+            return Err(invalid(digest, "the blob bytes do not hash to this digest"));
+        }
+        let mut url = self.base.join(location).map_err(|e| {
+            OciError::Malformed(format!("upload Location {location:?} is not a URL: {e}"))
+        })?;
+        if !self.same_origin(&url) {
+            return Err(OciError::Malformed(format!(
+                "upload Location {url} is not on the registry {}",
+                self.base
+            )));
+        }
+        url.query_pairs_mut().append_pair("digest", digest);
+        Ok(RequestRecord::new("PUT", url.to_string()).with_raw("application/octet-stream", body))
+    }
+
+    // ---- live helpers ---------------------------------------------------------------
+
+    /// Makes sure blob `digest` (= sha256 of `body`) exists in `repo`: `HEAD`, then if
+    /// missing `POST` an upload and `PUT` the bytes to its `Location`. Returns the mutating
+    /// requests sent (none if the blob was there).
+    pub async fn ensure_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        body: &str,
+    ) -> Result<Vec<RequestRecord>, OciError> {
+        if sha256_digest(body.as_bytes()) != digest {
+            return Err(invalid(digest, "the blob bytes do not hash to this digest"));
+        }
+        if self.blob_exists(repo, digest).await? {
+            return Ok(Vec::new());
+        }
+        let start = self.upload_start_request(repo)?;
+        let resp = self.send(&start).await?;
+        let location = header_str(&resp.headers, "location")
+            .ok_or_else(|| {
+                OciError::Malformed(format!(
+                    "upload POST to {repo} answered {} without Location",
+                    resp.status
+                ))
+            })?
+            .to_string();
+        let finish = self.upload_finish_request(&location, digest, body)?;
+        let sent_finish = finish.clone();
+        let resp = self.send(&finish).await?;
+        if let Some(d) = header_str(&resp.headers, "docker-content-digest") {
+            if d != digest {
+                return Err(OciError::Malformed(format!(
+                    "blob upload to {repo}: registry stored {d}, expected {digest}"
+                )));
+            }
+        }
+        Ok(vec![start, sent_finish])
+    }
+
+    /// What [`Self::ensure_blob`] would send: nothing if the blob exists (`HEAD`), else the
+    /// POST and a PUT whose URL is [`UPLOAD_LOCATION`]`?digest=…` (the registry hands the
+    /// real upload URL out in answer to the POST).
+    pub async fn ensure_blob_plan(
+        &self,
+        repo: &str,
+        digest: &str,
+        body: &str,
+    ) -> Result<Vec<RequestRecord>, OciError> {
+        if sha256_digest(body.as_bytes()) != digest {
+            return Err(invalid(digest, "the blob bytes do not hash to this digest"));
+        }
+        if self.blob_exists(repo, digest).await? {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            self.upload_start_request(repo)?,
+            RequestRecord::new("PUT", format!("{UPLOAD_LOCATION}?digest={digest}"))
+                .with_raw("application/octet-stream", body),
+        ])
+    }
+
+    /// Removes `tag` from `repo` without touching the image it points at (see the module
+    /// doc: tag DELETE, else overwrite with a unique dummy and delete the dummy by digest).
+    /// `nonce` (e.g. the incident id) goes into the dummy's annotations. Idempotent: an
+    /// absent tag sends nothing.
+    pub async fn untag(
+        &self,
+        repo: &str,
+        tag: &str,
+        nonce: &str,
+    ) -> Result<UntagOutcome, OciError> {
+        validate_repo(repo)?;
+        validate_tag(tag)?;
+        let mut sent = Vec::new();
+        let Some(before) = self.head_manifest(repo, tag).await? else {
+            return Ok(UntagOutcome {
+                method: UntagMethod::AlreadyAbsent,
+                previous_digest: None,
+                dummy_digest: None,
+                dummy_deleted: false,
+                sent,
+            });
+        };
+        let del = self.delete_manifest_request(repo, tag)?;
+        sent.push(del.clone());
+        let refusal = match self.send(&del).await {
+            Ok(_) => {
+                return Ok(UntagOutcome {
+                    method: UntagMethod::TagDelete,
+                    previous_digest: Some(before.digest),
+                    dummy_digest: None,
+                    dummy_deleted: false,
+                    sent,
+                });
+            }
+            Err(e) => e,
+        };
+        let unsupported = match refusal.status() {
+            Some(400 | 405 | 501) => true,
+            // 404 although HEAD found it: unsupported if the tag still resolves.
+            Some(404) => match self.head_manifest(repo, tag).await? {
+                Some(_) => true,
+                None => {
+                    return Ok(UntagOutcome {
+                        method: UntagMethod::TagDelete,
+                        previous_digest: Some(before.digest),
+                        dummy_digest: None,
+                        dummy_deleted: false,
+                        sent,
+                    });
+                }
+            },
+            _ => false,
+        };
+        if !unsupported {
+            return Err(refusal);
+        }
+        tracing::info!(repo, tag, status = ?refusal.status(), "tag DELETE unsupported; overwriting the tag with a dummy");
+
+        sent.extend(self.ensure_blob(repo, EMPTY_DIGEST, EMPTY_JSON).await?);
+        let dummy = dummy_manifest(tag, nonce);
+        let dummy_digest = sha256_digest(dummy.as_bytes());
+        if dummy_digest == before.digest {
+            // Cannot happen (the dummy carries our annotations), but never risk it.
+            return Err(OciError::Malformed(format!(
+                "{repo}:{tag} already points at the untag dummy {dummy_digest}"
+            )));
+        }
+        let put = self.put_manifest_request(repo, tag, MEDIA_OCI_MANIFEST, &dummy)?;
+        sent.push(put.clone());
+        let resp = match self.send(&put).await {
+            Ok(r) => r,
+            Err(e) if matches!(e.status(), Some(400 | 403 | 405 | 409)) => {
+                return Err(OciError::Unsupported(format!(
+                    "the registry refused both ways to untag {repo}:{tag}: DELETE of the tag \
+                    ({delete}) and overwriting it ({put}). The tag is probably immutable \
+                    (tag immutability / retention rule) or the credential lacks push \
+                    rights: lift the rule or grant push+delete for {repo}, or remove the \
+                    tag in the registry's own UI/API, then retry",
+                    delete = status_summary(&refusal),
+                    put = status_summary(&e),
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(d) = header_str(&resp.headers, "docker-content-digest") {
+            if d != dummy_digest {
+                return Err(OciError::Malformed(format!(
+                    "{repo}:{tag}: the registry stored the dummy as {d}, not {dummy_digest}; \
+                    not deleting anything by digest"
+                )));
+            }
+        }
+        let del_dummy = self.delete_manifest_request(repo, &dummy_digest)?;
+        sent.push(del_dummy.clone());
+        let dummy_deleted = match self.send(&del_dummy).await {
+            Ok(_) => true,
+            Err(e) if matches!(e.status(), Some(400 | 405 | 501)) => {
+                tracing::warn!(repo, tag, dummy = %dummy_digest, error = %e,
+                    "the registry refused to delete the untag dummy; the tag now points at it");
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(UntagOutcome {
+            method: UntagMethod::DummyOverwrite,
+            previous_digest: Some(before.digest),
+            dummy_digest: Some(dummy_digest),
+            dummy_deleted,
+            sent,
+        })
+    }
+
+    /// What [`Self::untag`] would send, after read-only lookups (`HEAD` of the tag and of the
+    /// empty blob). Sends nothing that changes the registry.
+    pub async fn untag_plan(
+        &self,
+        repo: &str,
+        tag: &str,
+        nonce: &str,
+    ) -> Result<UntagPlan, OciError> {
+        validate_repo(repo)?;
+        validate_tag(tag)?;
+        let dummy = dummy_manifest(tag, nonce);
+        let dummy_digest = sha256_digest(dummy.as_bytes());
+        let Some(before) = self.head_manifest(repo, tag).await? else {
+            return Ok(UntagPlan {
+                current_digest: None,
+                tag_delete: None,
+                fallback: Vec::new(),
+                dummy_digest,
+            });
+        };
+        let mut fallback = self.ensure_blob_plan(repo, EMPTY_DIGEST, EMPTY_JSON).await?;
+        fallback.push(self.put_manifest_request(repo, tag, MEDIA_OCI_MANIFEST, &dummy)?);
+        fallback.push(self.delete_manifest_request(repo, &dummy_digest)?);
+        Ok(UntagPlan {
+            current_digest: Some(before.digest),
+            tag_delete: Some(self.delete_manifest_request(repo, tag)?),
+            fallback,
+            dummy_digest,
+        })
+    }
+
+    /// Artifacts referring to `repo@digest`: the OCI 1.1 referrers API, else the
+    /// `sha256-<hex>` fallback tag index; plus cosign's `.sig`/`.att`/`.sbom` tags.
+    pub async fn referrers(&self, repo: &str, digest: &str) -> Result<Referrers, OciError> {
+        validate_repo(repo)?;
+        validate_digest(digest)?;
+        let rec = RequestRecord::new("GET", self.url(&format!("v2/{repo}/referrers/{digest}")))
+            .with_header("accept", MEDIA_OCI_INDEX);
+        let api = match self.send(&rec).await {
+            Ok(resp) => {
+                let ct = content_type(&resp.headers).unwrap_or_default();
+                let v: Option<Value> = serde_json::from_str(&resp.body).ok();
+                match v {
+                    Some(v) if ct == MEDIA_OCI_INDEX || v.get("manifests").is_some() => {
+                        Some(parse_descriptors(&v)?)
+                    }
+                    // 200 with something else (an HTML page, a catch-all): unsupported.
+                    _ => None,
+                }
+            }
+            Err(e) if matches!(e.status(), Some(400 | 404 | 405 | 406 | 501)) => None,
+            Err(e) => return Err(e),
+        };
+        let hex_tag = referrers_tag(digest)?;
+        let (source, descriptors) = match api {
+            Some(d) => (ReferrersSource::Api, d),
+            None => match self.resolve(repo, &hex_tag).await {
+                Ok(r) if r.media_type == MEDIA_OCI_INDEX => {
+                    let v: Value = serde_json::from_str(&r.raw).map_err(|e| {
+                        OciError::Malformed(format!("{repo}:{hex_tag} is not JSON ({e})"))
+                    })?;
+                    (ReferrersSource::FallbackTag, parse_descriptors(&v)?)
+                }
+                // A non-index under that tag is cosign-era or foreign: no fallback index.
+                Ok(_) => (ReferrersSource::None, Vec::new()),
+                Err(OciError::NotFound { .. }) => (ReferrersSource::None, Vec::new()),
+                Err(e) => return Err(e),
+            },
+        };
+        let mut cosign = Vec::new();
+        for suffix in ["sig", "att", "sbom"] {
+            let t = format!("{hex_tag}.{suffix}");
+            if let Some(h) = self.head_manifest(repo, &t).await? {
+                cosign.push((t, h.digest));
+            }
+        }
+        Ok(Referrers {
+            source,
+            descriptors,
+            cosign,
+        })
+    }
+}
+
+struct FetchedToken {
+    token: SecretString,
+    expires_in: Duration,
+    /// The scope the token was asked for (cache key).
+    scope: Option<String>,
+}
+
+fn status_summary(e: &OciError) -> String {
+    match e {
+        OciError::Http(HttpError::Status { status, body, .. }) => {
+            format!("{status} {}", http::truncate_chars(body, 200))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A 404 from the registry becomes [`OciError::NotFound`].
+fn not_found(e: OciError, repo: &str, reference: &str) -> OciError {
+    if e.status() == Some(404) {
+        OciError::NotFound {
+            repo: repo.to_string(),
+            reference: reference.to_string(),
+        }
+    } else {
+        e
+    }
+}
+
+fn parse_platforms(index: &Value) -> Result<Vec<PlatformManifest>, OciError> {
+    let list = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .ok_or_else(|| OciError::Malformed("index without a manifests array".into()))?;
+    let mut out = Vec::new();
+    for m in list {
+        let digest = m
+            .get("digest")
+            .and_then(Value::as_str)
+            .ok_or_else(|| OciError::Malformed("index entry without digest".into()))?;
+        validate_digest(digest)
+            .map_err(|e| OciError::Malformed(format!("index entry digest: {e}")))?;
+        let p = m.get("platform");
+        let field = |k: &str| {
+            p.and_then(|p| p.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        out.push(PlatformManifest {
+            os: field("os").unwrap_or_default(),
+            architecture: field("architecture").unwrap_or_default(),
+            variant: field("variant"),
+            digest: digest.to_string(),
+            media_type: m
+                .get("mediaType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            size: m.get("size").and_then(Value::as_u64).unwrap_or(0),
+        });
+    }
+    Ok(out)
+}
+
+fn parse_descriptors(index: &Value) -> Result<Vec<Descriptor>, OciError> {
+    let list = match index.get("manifests") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(OciError::Malformed(
+                "referrers index: manifests is not an array".into(),
+            ));
+        }
+    };
+    list.iter()
+        .map(|m| {
+            let digest = m
+                .get("digest")
+                .and_then(Value::as_str)
+                .ok_or_else(|| OciError::Malformed("referrer without digest".into()))?;
+            Ok(Descriptor {
+                media_type: m
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                digest: digest.to_string(),
+                artifact_type: m
+                    .get("artifactType")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                size: m.get("size").and_then(Value::as_u64).unwrap_or(0),
+            })
+        })
+        .collect()
+}
