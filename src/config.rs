@@ -287,8 +287,7 @@ impl Config {
         }
         if cfg.gate.approvals == 0 {
             return Err(ConfigError::Invalid(
-                "gate.approvals must be >= 1: a deletion always needs an explicit approval"
-                    .into(),
+                "gate.approvals must be >= 1: a deletion always needs an explicit approval".into(),
             ));
         }
         for a in &cfg.gate.approvers {

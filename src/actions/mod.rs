@@ -153,7 +153,11 @@ pub trait Action: Send + Sync {
     /// Destructive actions only: read, live and read-only, what the deletion gate needs —
     /// the registry's own publish time of the target and the labels retention rules match.
     /// Called before every attempt, in rehearsals too.
-    async fn gate_facts(&self, _ctx: &ActionCtx, _inputs: &Value) -> Result<GateFacts, ActionError> {
+    async fn gate_facts(
+        &self,
+        _ctx: &ActionCtx,
+        _inputs: &Value,
+    ) -> Result<GateFacts, ActionError> {
         Err(ActionError::Refused(format!(
             "`{}` is not a destructive action and has no gate",
             self.spec().name

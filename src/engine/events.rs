@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use super::context::*;
-use super::state::*;
 use super::gate::{self, GateFacts, GateInput};
+use super::state::*;
 use super::{Command, GateFactsError, Outcome, ProbeVerdict, Resolution};
 
 pub(super) fn on_resumed(state: &mut RunState, now: Millis, out: &mut Vec<Command>) {
@@ -657,9 +657,11 @@ pub(super) fn on_resolve(
     };
     let mut n = 0;
     let mut verifying = 0;
-    for t in st.tasks.iter_mut().filter(|t| {
-        t.status == TaskStatus::Paused || t.status == TaskStatus::AwaitingHuman
-    }) {
+    for t in st
+        .tasks
+        .iter_mut()
+        .filter(|t| t.status == TaskStatus::Paused || t.status == TaskStatus::AwaitingHuman)
+    {
         n += 1;
         let human = t.status == TaskStatus::AwaitingHuman;
         match (resolution, human, def) {

@@ -252,12 +252,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 /// `3h 12m`, `45s`, `2d 1h`: for gate messages.
 pub fn human_ms(ms: i64) -> String {
     let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, (s / 3600) % 24, (s / 60) % 60, s % 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{sec}s"),
-        (0, 0, _) => format!("{m}m {sec}s"),
-        (0, _, _) => format!("{h}h {m}m"),
-        _ => format!("{d}d {h}h"),
+    let (hours, m, sec) = (s / 3600, (s / 60) % 60, s % 60);
+    match (hours, m) {
+        (0, 0) => format!("{sec}s"),
+        (0, _) => format!("{m}m {sec}s"),
+        // Hours up to a week, so the 72-hour window reads as "72h".
+        (1..=167, 0) => format!("{hours}h"),
+        (1..=167, _) => format!("{hours}h {m}m"),
+        _ => format!("{}d {}h", hours / 24, hours % 24),
     }
 }
 
@@ -268,7 +270,10 @@ mod tests {
     #[test]
     fn globs() {
         assert!(glob_match("oci-tag:*:v*", "oci-tag:reg.example/app:v1.2"));
-        assert!(!glob_match("oci-tag:*:v*", "oci-tag:reg.example/app:latest"));
+        assert!(!glob_match(
+            "oci-tag:*:v*",
+            "oci-tag:reg.example/app:latest"
+        ));
         assert!(glob_match("npm:@acme/*", "npm:@acme/pay@1.0.0"));
         assert!(glob_match("digest:sha256:ab??", "digest:sha256:abcd"));
         assert!(!glob_match("digest:sha256:ab??", "digest:sha256:abcde"));
@@ -281,6 +286,8 @@ mod tests {
     fn durations_read_well() {
         assert_eq!(human_ms(45_000), "45s");
         assert_eq!(human_ms(3 * 3_600_000 + 12 * 60_000), "3h 12m");
-        assert_eq!(human_ms(73 * 3_600_000), "3d 1h");
+        assert_eq!(human_ms(72 * 3_600_000), "72h");
+        assert_eq!(human_ms(73 * 3_600_000 + 60_000), "73h 1m");
+        assert_eq!(human_ms(200 * 3_600_000), "8d 8h");
     }
 }

@@ -8,7 +8,8 @@ use super::tests::{invokes, kinds, ok, probes, run};
 use super::*;
 
 const H: Millis = 3_600_000;
-const DELETE: &str = "name: d\nsteps:\n  - id: del\n    uses: t.delete\n    with: { target: pkg }\n";
+const DELETE: &str =
+    "name: d\nsteps:\n  - id: del\n    uses: t.delete\n    with: { target: pkg }\n";
 const DELETE_RETRY: &str = "name: d\nsteps:\n  - id: del\n    uses: t.delete\n    with: { target: pkg }\n    retry: { attempts: 3 }\n";
 
 fn gates(cmds: &[Command]) -> Vec<(String, u32, u32)> {
@@ -29,7 +30,13 @@ fn records<'a>(cmds: &'a [Command], kind: &str) -> Vec<&'a Entry> {
         .collect()
 }
 
-fn decide(actor: &str, groups: &[&str], decision: Decision, target: Option<&str>, now: Millis) -> Event {
+fn decide(
+    actor: &str,
+    groups: &[&str],
+    decision: Decision,
+    target: Option<&str>,
+    now: Millis,
+) -> Event {
     Event::Decision {
         step: "del".into(),
         actor: actor.into(),
@@ -85,15 +92,26 @@ fn an_approval_at_hour_71_does_not_authorise_a_deletion_at_hour_73() {
         ..GatePolicy::default()
     });
     handle(&mut st, Event::Tick { now: 0 });
-    handle(&mut st, decide("alice", &[], Decision::Approve, None, 71 * H));
+    handle(
+        &mut st,
+        decide("alice", &[], Decision::Approve, None, 71 * H),
+    );
     let c = handle(&mut st, checked(1, facts(Some(0)), 73 * H));
     assert!(invokes(&c).is_empty());
     let refused = records(&c, "gate.refused");
     assert_eq!(refused.len(), 1);
-    assert!(refused[0].summary.contains("window"), "{}", refused[0].summary);
+    assert!(
+        refused[0].summary.contains("window"),
+        "{}",
+        refused[0].summary
+    );
     assert_eq!(st.steps["del"].status, StepStatus::Failed);
     assert!(
-        st.steps["del"].error.as_deref().unwrap_or("").contains("deletion gate refused"),
+        st.steps["del"]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("deletion gate refused"),
         "{:?}",
         st.steps["del"].error
     );
@@ -201,11 +219,20 @@ fn config_approvers_bound_who_may_approve_a_deletion() {
         ..GatePolicy::default()
     });
     handle(&mut st, Event::Tick { now: 0 });
-    let c = handle(&mut st, decide("mallory", &["devs"], Decision::Approve, None, 10));
+    let c = handle(
+        &mut st,
+        decide("mallory", &["devs"], Decision::Approve, None, 10),
+    );
     assert_eq!(records(&c, "approval.refused").len(), 1);
-    let c = handle(&mut st, decide("alice", &["release-admins"], Decision::Approve, None, 20));
+    let c = handle(
+        &mut st,
+        decide("alice", &["release-admins"], Decision::Approve, None, 20),
+    );
     assert!(gates(&c).is_empty(), "two approvals are configured");
-    let c = handle(&mut st, decide("bob", &["release-admins"], Decision::Approve, None, 30));
+    let c = handle(
+        &mut st,
+        decide("bob", &["release-admins"], Decision::Approve, None, 30),
+    );
     assert_eq!(gates(&c).len(), 1);
 }
 
@@ -216,7 +243,10 @@ fn a_rehearsal_evaluates_the_gate_and_records_its_verdict() {
     let c = handle(&mut st, Event::Tick { now: 0 });
     assert_eq!(gates(&c).len(), 1);
     let c = handle(&mut st, checked(1, facts(Some(-100 * H)), 10));
-    assert!(invokes(&c).is_empty(), "outside the window even in a rehearsal");
+    assert!(
+        invokes(&c).is_empty(),
+        "outside the window even in a rehearsal"
+    );
     assert_eq!(records(&c, "gate.refused").len(), 1);
 }
 
@@ -248,7 +278,11 @@ fn human_task_is_verified_and_a_false_done_fails_loudly() {
         now,
     };
     let c = handle(&mut st, resolve(20));
-    assert_eq!(probes(&c), vec![("yank".into(), 0)], "a person's done is verified");
+    assert_eq!(
+        probes(&c),
+        vec![("yank".into(), 0)],
+        "a person's done is verified"
+    );
     let not_done = |now| Event::Probed {
         step: "yank".into(),
         index: 0,
@@ -264,7 +298,10 @@ fn human_task_is_verified_and_a_false_done_fails_loudly() {
     assert_eq!(probes(&c).len(), 1);
     let c = handle(&mut st, not_done(30 + 60_001));
     assert!(kinds(&c).contains(&"human.verify_failed".to_string()));
-    assert!(invokes(&c).is_empty(), "never re-sent as if nothing happened");
+    assert!(
+        invokes(&c).is_empty(),
+        "never re-sent as if nothing happened"
+    );
     assert_eq!(st.steps["yank"].status, StepStatus::Failed);
     assert_eq!(st.meta.status, IncidentStatus::Failed);
 }
@@ -336,14 +373,18 @@ struct Dec {
 }
 
 fn dec() -> impl Strategy<Value = Dec> {
-    (0usize..5, prop::bool::weighted(0.85), 0i64..12, prop::bool::weighted(0.85)).prop_map(
-        |(actor, approve, hours_before, right_target)| Dec {
+    (
+        0usize..5,
+        prop::bool::weighted(0.85),
+        0i64..12,
+        prop::bool::weighted(0.85),
+    )
+        .prop_map(|(actor, approve, hours_before, right_target)| Dec {
             actor,
             approve,
             hours_before,
             right_target,
-        },
-    )
+        })
 }
 
 proptest! {

@@ -469,11 +469,11 @@ fn run_tasks(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Com
         state.dirty.steps.insert(id);
         return true;
     }
-    let idle = st
-        .tasks
-        .iter()
-        .all(|t| t.status.is_terminal() || t.status == TaskStatus::Paused
-            || t.status == TaskStatus::AwaitingHuman);
+    let idle = st.tasks.iter().all(|t| {
+        t.status.is_terminal()
+            || t.status == TaskStatus::Paused
+            || t.status == TaskStatus::AwaitingHuman
+    });
     if idle && st.status != StepStatus::Paused {
         st.status = StepStatus::Paused;
         state.dirty.steps.insert(id.clone());
@@ -494,8 +494,7 @@ fn run_tasks(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Com
                     "waiting for a person: {human} task(s) to do by hand, then `recall incident resolve ID {id} --done` (verified against the registry)"
                 )
             } else {
-                "paused: an attempt's effect is unknown; a person must check and resolve it"
-                    .into()
+                "paused: an attempt's effect is unknown; a person must check and resolve it".into()
             },
             json!({ "human": human }),
         );

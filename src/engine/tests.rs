@@ -128,7 +128,13 @@ pub(super) fn ok(step: &str, index: u32, attempt: u32, now: Millis) -> Event {
     }
 }
 
-pub(super) fn fail(step: &str, attempt: u32, transient: bool, ambiguous: bool, now: Millis) -> Event {
+pub(super) fn fail(
+    step: &str,
+    attempt: u32,
+    transient: bool,
+    ambiguous: bool,
+    now: Millis,
+) -> Event {
     Event::TaskFinished {
         step: step.into(),
         index: 0,

@@ -616,6 +616,166 @@ impl NpmClient {
         Err(HttpError::Decode("token list: more than 100 pages".into()))
     }
 
+    /// The registry's own publish time of `version` (`time[version]` of the packument),
+    /// in milliseconds since the epoch.
+    pub fn publish_time(packument: &Value, version: &str) -> Option<i64> {
+        let t = packument.get("time")?.get(version)?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|d| d.timestamp_millis())
+    }
+
+    /// Step one of unpublishing one version, as the npm CLI does it: `PUT /<pkg>/-rev/<rev>`
+    /// with the whole packument minus that version; dist-tags that pointed at it are
+    /// dropped, and `latest` moves to the highest good version left. Refuses to remove the
+    /// last version (that would unpublish the whole package, which Recall never does).
+    pub fn unpublish_put_request(
+        &self,
+        name: &str,
+        packument: &Value,
+        version: &str,
+    ) -> Result<RequestRecord, NpmError> {
+        let path = Self::package_path(name)?;
+        if Version::parse(version).is_err() {
+            return Err(NpmError::InvalidVersion(version.to_string()));
+        }
+        let mut body = packument.clone();
+        let obj = body
+            .as_object_mut()
+            .ok_or_else(|| NpmError::Malformed("packument is not an object".into()))?;
+        obj.remove("_attachments");
+        obj.remove("_revisions");
+        let rev = obj
+            .get("_rev")
+            .and_then(Value::as_str)
+            .unwrap_or("0-0")
+            .to_string();
+        let vers = obj
+            .get_mut("versions")
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| NpmError::Malformed("no `versions` object".into()))?;
+        if vers.remove(version).is_none() {
+            return Err(NpmError::UnknownVersion {
+                name: name.to_string(),
+                version: version.to_string(),
+            });
+        }
+        if vers.is_empty() {
+            return Err(NpmError::Malformed(format!(
+                "{name}@{version} is the only version: unpublishing it would remove the whole package, which Recall refuses to do"
+            )));
+        }
+        let remaining = Value::Object(serde_json::Map::from_iter([(
+            "versions".to_string(),
+            Value::Object(vers.clone()),
+        )]));
+        if let Some(Value::Object(t)) = obj.get_mut("time") {
+            t.remove(version);
+        }
+        if let Some(Value::Object(tags)) = obj.get_mut("dist-tags") {
+            let was_latest = tags.get("latest").and_then(Value::as_str) == Some(version);
+            tags.retain(|_, v| v.as_str() != Some(version));
+            if was_latest {
+                let next = highest_good_version(&remaining, &[version.to_string()]).or_else(|| {
+                    remaining
+                        .get("versions")
+                        .and_then(Value::as_object)
+                        .and_then(|m| {
+                            m.keys()
+                                .filter_map(|k| Version::parse(k).ok().map(|v| (v, k.clone())))
+                                .max_by(|a, b| a.0.cmp(&b.0))
+                                .map(|(_, k)| k)
+                        })
+                });
+                if let Some(n) = next {
+                    tags.insert("latest".into(), Value::String(n));
+                }
+            }
+        }
+        Ok(
+            RequestRecord::new("PUT", self.url(&format!("{path}/-rev/{}", enc(&rev))))
+                .with_json(body),
+        )
+    }
+
+    /// Step two: `DELETE /<tarball path>/-rev/<rev>` for the version's tarball, with the
+    /// revision read after step one. The tarball path comes from `dist.tarball` when it
+    /// points into this registry, else the conventional `/<pkg>/-/<basename>-<v>.tgz`.
+    pub fn unpublish_tarball_request(
+        &self,
+        name: &str,
+        version: &str,
+        dist_tarball: Option<&str>,
+        rev: &str,
+    ) -> Result<RequestRecord, NpmError> {
+        let path = Self::package_path(name)?;
+        let tarball = match dist_tarball
+            .and_then(|t| url::Url::parse(t).ok())
+            .filter(|u| u.host_str() == self.base.host_str() && u.port() == self.base.port())
+        {
+            Some(u) => {
+                let base_path = self.base.path();
+                u.path()
+                    .strip_prefix(base_path)
+                    .unwrap_or(u.path().trim_start_matches('/'))
+                    .to_string()
+            }
+            None => {
+                let base = name.rsplit('/').next().unwrap_or(name);
+                format!("{path}/-/{}-{}.tgz", enc(base), enc(version))
+            }
+        };
+        if tarball.contains("..") || !tarball.ends_with(".tgz") {
+            return Err(NpmError::Malformed(format!(
+                "unexpected tarball path {tarball:?}"
+            )));
+        }
+        Ok(RequestRecord::new(
+            "DELETE",
+            self.url(&format!("{tarball}/-rev/{}", enc(rev))),
+        ))
+    }
+
+    /// `GET /-/package/<pkg>/trust`: the trusted-publishing configurations (npm ≥ 11.10
+    /// API). Accepts a list, `{"objects": […]}` or a single object.
+    pub async fn trusted_publishers(&self, name: &str) -> Result<Vec<Value>, NpmError> {
+        let path = Self::package_path(name)?;
+        let v = self
+            .send(&RequestRecord::new(
+                "GET",
+                self.url(&format!("-/package/{path}/trust")),
+            ))
+            .await?;
+        Ok(match v {
+            Value::Array(a) => a,
+            Value::Object(ref o) if o.get("objects").is_some_and(Value::is_array) => o
+                .get("objects")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            Value::Object(_) => vec![v],
+            Value::Null => Vec::new(),
+            other => {
+                return Err(NpmError::Malformed(format!(
+                    "trust answer is not a list: {}",
+                    http::truncate_chars(&other.to_string(), 80)
+                )));
+            }
+        })
+    }
+
+    /// `DELETE /-/package/<pkg>/trust/<id>`.
+    pub fn trust_delete_request(&self, name: &str, id: &str) -> Result<RequestRecord, NpmError> {
+        let path = Self::package_path(name)?;
+        if id.is_empty() || id.len() > 128 || id.chars().any(|c| c.is_control() || c == '/') {
+            return Err(NpmError::Malformed(format!("invalid trust id {id:?}")));
+        }
+        Ok(RequestRecord::new(
+            "DELETE",
+            self.url(&format!("-/package/{path}/trust/{}", enc(id))),
+        ))
+    }
+
     /// Builds `DELETE /-/npm/v1/tokens/token/<key>`.
     pub fn revoke_token_request(&self, key: &str) -> Result<RequestRecord, NpmError> {
         if key.is_empty()

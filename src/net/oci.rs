@@ -365,7 +365,10 @@ fn check_component(comp: &str) -> Result<(), &'static str> {
     if b.iter().any(|c| c.is_ascii_uppercase()) {
         return Err("must be lower case");
     }
-    if !b.iter().all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-')) {
+    if !b
+        .iter()
+        .all(|&c| alnum(c) || matches!(c, b'.' | b'_' | b'-'))
+    {
         return Err("only a-z, 0-9 and the separators . _ __ - are allowed");
     }
     if !b.first().is_some_and(|&c| alnum(c)) || !b.last().is_some_and(|&c| alnum(c)) {
@@ -406,10 +409,7 @@ pub fn validate_tag(tag: &str) -> Result<(), OciError> {
         .iter()
         .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
     {
-        return Err(invalid(
-            tag,
-            "tag may only contain A-Z a-z 0-9 _ . -",
-        ));
+        return Err(invalid(tag, "tag may only contain A-Z a-z 0-9 _ . -"));
     }
     Ok(())
 }
@@ -428,7 +428,10 @@ pub fn validate_digest(digest: &str) -> Result<(), OciError> {
     if hex.len() != 64 {
         return Err(invalid(
             digest,
-            format!("sha256 digest must have 64 hex characters, not {}", hex.len()),
+            format!(
+                "sha256 digest must have 64 hex characters, not {}",
+                hex.len()
+            ),
         ));
     }
     if !hex
@@ -495,7 +498,9 @@ pub enum OciAuth {
         password: SecretString,
     },
     /// A static bearer token sent as `Authorization: Bearer …`.
-    Bearer { token: SecretString },
+    Bearer {
+        token: SecretString,
+    },
 }
 
 impl fmt::Debug for OciAuth {
@@ -630,9 +635,8 @@ pub fn check_realm(
     registry: &url::Url,
     insecure_hosts: &[String],
 ) -> Result<url::Url, OciError> {
-    let url = url::Url::parse(realm).map_err(|e| {
-        OciError::Unsupported(format!("token realm {realm:?} is not a URL ({e})"))
-    })?;
+    let url = url::Url::parse(realm)
+        .map_err(|e| OciError::Unsupported(format!("token realm {realm:?} is not a URL ({e})")))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(OciError::Unsupported(
             "token realm embeds credentials; refusing it".into(),
@@ -1039,10 +1043,10 @@ impl OciClient {
     /// Non-2xx answers become [`HttpError::Status`] (body scrubbed of every secret).
     pub async fn send(&self, rec: &RequestRecord) -> Result<HttpResponse, OciError> {
         let a = self.exchange(rec).await?;
-        self.into_result(rec, a)
+        self.to_result(rec, a)
     }
 
-    fn into_result(&self, rec: &RequestRecord, a: Answer) -> Result<HttpResponse, OciError> {
+    fn to_result(&self, rec: &RequestRecord, a: Answer) -> Result<HttpResponse, OciError> {
         if (200..300).contains(&a.status) {
             return Ok(HttpResponse {
                 status: a.status,
@@ -1050,7 +1054,8 @@ impl OciClient {
                 body: a.body,
             });
         }
-        let retry_after_ms = header_str(&a.headers, "retry-after").and_then(http::parse_retry_after);
+        let retry_after_ms =
+            header_str(&a.headers, "retry-after").and_then(http::parse_retry_after);
         Err(OciError::Http(HttpError::Status {
             status: a.status,
             method: rec.method.clone(),
@@ -1063,10 +1068,26 @@ impl OciClient {
     fn scrub(&self, text: &str) -> String {
         let tokens = lock(&self.tokens);
         let mut secrets: Vec<&SecretString> = tokens.values().map(|t| &t.token).collect();
+        // An echoed `Authorization: Basic …` is scrubbed too (header and bare base64).
+        let basic = match &self.auth {
+            OciAuth::Basic { username, password } => {
+                let header = basic_header(username, password);
+                let bare = header
+                    .expose_secret()
+                    .strip_prefix("Basic ")
+                    .map(|b| SecretString::from(b.to_string()));
+                Some((header, bare))
+            }
+            _ => None,
+        };
         match &self.auth {
             OciAuth::Anonymous => {}
             OciAuth::Basic { password, .. } => secrets.push(password),
             OciAuth::Bearer { token } => secrets.push(token),
+        }
+        if let Some((header, bare)) = &basic {
+            secrets.push(header);
+            secrets.extend(bare.iter());
         }
         http::scrub(text, &secrets)
     }
@@ -1162,9 +1183,10 @@ impl OciClient {
         ch: &Challenge,
         predicted: Option<&str>,
     ) -> Result<FetchedToken, OciError> {
-        let realm = ch.params.get("realm").ok_or_else(|| {
-            OciError::Unsupported("Bearer challenge without a realm".into())
-        })?;
+        let realm = ch
+            .params
+            .get("realm")
+            .ok_or_else(|| OciError::Unsupported("Bearer challenge without a realm".into()))?;
         let mut url = check_realm(realm, &self.base, &self.insecure_hosts)?;
         let scope = ch
             .params
@@ -1299,16 +1321,20 @@ impl OciClient {
     pub async fn resolve(&self, repo: &str, reference: &str) -> Result<Resolved, OciError> {
         let rec = RequestRecord::new("GET", self.manifest_url(repo, reference)?)
             .with_header("accept", MANIFEST_ACCEPT);
-        let resp = self.send(&rec).await.map_err(|e| not_found(e, repo, reference))?;
+        let resp = self
+            .send(&rec)
+            .await
+            .map_err(|e| not_found(e, repo, reference))?;
         let computed = sha256_digest(resp.body.as_bytes());
         let header = header_str(&resp.headers, "docker-content-digest").map(str::to_string);
-        if let Some(h) = &header {
-            if h.starts_with("sha256:") && *h != computed {
-                return Err(OciError::Malformed(format!(
-                    "{repo}@{reference}: Docker-Content-Digest {h} does not match the sha256 \
+        if let Some(h) = &header
+            && h.starts_with("sha256:")
+            && *h != computed
+        {
+            return Err(OciError::Malformed(format!(
+                "{repo}@{reference}: Docker-Content-Digest {h} does not match the sha256 \
                     of the manifest bytes ({computed})"
-                )));
-            }
+            )));
         }
         let digest = header.unwrap_or_else(|| computed.clone());
         if is_digest(reference) && reference != computed {
@@ -1469,10 +1495,10 @@ impl OciClient {
             if validate_tag(&tag).is_err() {
                 continue;
             }
-            if let Some(h) = self.head_manifest(repo, &tag).await? {
-                if h.digest == digest {
-                    out.push(tag);
-                }
+            if let Some(h) = self.head_manifest(repo, &tag).await?
+                && h.digest == digest
+            {
+                out.push(tag);
             }
         }
         Ok(out)
@@ -1583,12 +1609,12 @@ impl OciClient {
         let finish = self.upload_finish_request(&location, digest, body)?;
         let sent_finish = finish.clone();
         let resp = self.send(&finish).await?;
-        if let Some(d) = header_str(&resp.headers, "docker-content-digest") {
-            if d != digest {
-                return Err(OciError::Malformed(format!(
-                    "blob upload to {repo}: registry stored {d}, expected {digest}"
-                )));
-            }
+        if let Some(d) = header_str(&resp.headers, "docker-content-digest")
+            && d != digest
+        {
+            return Err(OciError::Malformed(format!(
+                "blob upload to {repo}: registry stored {d}, expected {digest}"
+            )));
         }
         Ok(vec![start, sent_finish])
     }
@@ -1699,13 +1725,13 @@ impl OciClient {
             }
             Err(e) => return Err(e),
         };
-        if let Some(d) = header_str(&resp.headers, "docker-content-digest") {
-            if d != dummy_digest {
-                return Err(OciError::Malformed(format!(
-                    "{repo}:{tag}: the registry stored the dummy as {d}, not {dummy_digest}; \
+        if let Some(d) = header_str(&resp.headers, "docker-content-digest")
+            && d != dummy_digest
+        {
+            return Err(OciError::Malformed(format!(
+                "{repo}:{tag}: the registry stored the dummy as {d}, not {dummy_digest}; \
                     not deleting anything by digest"
-                )));
-            }
+            )));
         }
         let del_dummy = self.delete_manifest_request(repo, &dummy_digest)?;
         sent.push(del_dummy.clone());
@@ -1747,7 +1773,9 @@ impl OciClient {
                 dummy_digest,
             });
         };
-        let mut fallback = self.ensure_blob_plan(repo, EMPTY_DIGEST, EMPTY_JSON).await?;
+        let mut fallback = self
+            .ensure_blob_plan(repo, EMPTY_DIGEST, EMPTY_JSON)
+            .await?;
         fallback.push(self.put_manifest_request(repo, tag, MEDIA_OCI_MANIFEST, &dummy)?);
         fallback.push(self.delete_manifest_request(repo, &dummy_digest)?);
         Ok(UntagPlan {
@@ -1905,4 +1933,878 @@ fn parse_descriptors(index: &Value) -> Result<Vec<Descriptor>, OciError> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    // ---- pure parts -------------------------------------------------------------------
+
+    const D1: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn parses_good_references() {
+        let r = Reference::parse("registry.example.com/team/app:1.2.3").unwrap();
+        assert_eq!(r.host, "registry.example.com");
+        assert_eq!(r.repo, "team/app");
+        assert_eq!(r.tag.as_deref(), Some("1.2.3"));
+        assert_eq!(r.digest, None);
+        assert_eq!(r.target(), "1.2.3");
+
+        let r = Reference::parse(&format!("127.0.0.1:5000/a/b/c@{D1}")).unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.repo.as_str()),
+            ("127.0.0.1:5000", "a/b/c")
+        );
+        assert_eq!(r.tag, None);
+        assert_eq!(r.target(), D1);
+
+        let r = Reference::parse(&format!("localhost:5000/app:v1@{D1}")).unwrap();
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        assert_eq!(r.target(), D1, "digest wins over tag");
+        assert_eq!(r.to_string(), format!("localhost:5000/app:v1@{D1}"));
+
+        let r = Reference::parse("[::1]:5000/app").unwrap();
+        assert_eq!(r.host, "[::1]:5000");
+        assert_eq!(r.target(), "latest");
+
+        for ok in [
+            "r.io/a__b/c.d/e--f/g---h_i",
+            "r.io/0/9",
+            "r.io/a:_x",
+            "r.io/a:X.y-Z_9",
+            "my-registry:443/x",
+        ] {
+            assert!(Reference::parse(ok).is_ok(), "{ok}");
+        }
+        let t = format!("r.io/a:{}", "t".repeat(128));
+        assert!(Reference::parse(&t).is_ok());
+    }
+
+    #[test]
+    fn rejects_hostile_references_with_reasons() {
+        let cases: &[(&str, &str)] = &[
+            ("", "empty"),
+            ("app", "missing repository"),
+            ("app:latest", "missing repository"),
+            ("r.io/", "empty repository"),
+            ("r.io//a", "empty path component"),
+            ("r.io/a/", "empty path component"),
+            ("r.io/A", "lower case"),
+            ("r.io/-a", "start and end"),
+            ("r.io/a-", "start and end"),
+            ("r.io/a/../b", "start and end"),
+            ("r.io/a_-b", "separators"),
+            ("r.io/a___b", "separators"),
+            ("r.io/a..b", "separators"),
+            ("r.io/a%2fb", "only a-z"),
+            ("r.io/a:", "empty tag"),
+            ("r.io/a:-x", "must start"),
+            ("r.io/a:.x", "must start"),
+            ("r.io/a:x/y", "only a-z"),
+            (
+                "r.io/a@sha256:ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+                "lowercase",
+            ),
+            ("r.io/a@sha256:abc", "64 hex"),
+            ("r.io/a@sha512:abc", "sha256"),
+            ("r.io/a@md5", "sha256:<64 hex>"),
+            ("https://r.io/a", "drop the scheme"),
+            ("user:pw@r.io/a", "sha256:<64 hex>"),
+            ("r.io/a b", "character"),
+            ("r.io/a\n", "character"),
+            ("r.io/a\u{0}", "character"),
+            ("r.io/ä", "character"),
+            ("r.io:99999/a", "out of range"),
+            ("r.io:0/a", "out of range"),
+            ("r.io:x/a", "invalid port"),
+            ("-r.io/a", "host name"),
+            ("r..io/a", "host name"),
+            ("[zz]:1/a", "IPv6"),
+            ("[::1/a", "unterminated"),
+        ];
+        for (input, want) in cases {
+            match Reference::parse(input) {
+                Err(e @ OciError::InvalidReference { .. }) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains(want), "{input:?}: {msg} (wanted {want:?})");
+                }
+                other => panic!("{input:?} should be invalid, got {other:?}"),
+            }
+        }
+        let long_tag = format!("r.io/a:{}", "t".repeat(129));
+        assert!(Reference::parse(&long_tag).is_err());
+        let long_repo = format!("r.io/{}", "a".repeat(300));
+        assert!(Reference::parse(&long_repo).is_err());
+        let huge = "a/".repeat(100_000);
+        let e = Reference::parse(&huge).unwrap_err().to_string();
+        assert!(e.contains("too long"));
+        assert!(e.len() < 1000, "error echoes at most a prefix of the input");
+    }
+
+    #[test]
+    fn challenge_parsing_handles_quotes_commas_and_several_challenges() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://auth.example.com/token",service="registry.example.com",scope="repository:team/app:pull,push""#,
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].scheme, "bearer");
+        assert_eq!(c[0].params["realm"], "https://auth.example.com/token");
+        assert_eq!(c[0].params["service"], "registry.example.com");
+        assert_eq!(c[0].params["scope"], "repository:team/app:pull,push");
+
+        let c = parse_challenges(
+            r#"Basic realm="basic, with comma", BEARER Realm="https://a/t", Scope="x:y:pull,push",error="insufficient_scope""#,
+        );
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].scheme, "basic");
+        assert_eq!(c[0].params["realm"], "basic, with comma");
+        assert_eq!(c[1].scheme, "bearer");
+        assert_eq!(c[1].params["realm"], "https://a/t");
+        assert_eq!(c[1].params["scope"], "x:y:pull,push");
+        assert_eq!(c[1].params["error"], "insufficient_scope");
+
+        let c = parse_challenges(r#"Bearer realm="a\"b\\c" , service = tok"#);
+        assert_eq!(c[0].params["realm"], "a\"b\\c");
+        assert_eq!(c[0].params["service"], "tok");
+
+        // unterminated quote: what was read is kept, nothing panics
+        let c = parse_challenges(r#"Bearer realm="https://x/t"#);
+        assert_eq!(c[0].params["realm"], "https://x/t");
+        assert_eq!(parse_challenges("Basic").len(), 1);
+        for junk in [
+            "",
+            ",,,",
+            "=",
+            "\"",
+            "Bearer =x",
+            "Bearer realm=\"é\",x",
+            "😀",
+        ] {
+            let _ = parse_challenges(junk);
+        }
+    }
+
+    #[test]
+    fn realm_scheme_rules() {
+        let https = url::Url::parse("https://reg.example.com/").unwrap();
+        let http_reg = url::Url::parse("http://127.0.0.1:5000/").unwrap();
+        assert!(check_realm("https://auth.example.com/token", &https, &[]).is_ok());
+        let e = check_realm("http://auth.example.com/token", &https, &[]).unwrap_err();
+        assert!(e.to_string().contains("plain http"), "{e}");
+        assert!(
+            check_realm(
+                "http://auth.example.com/token",
+                &https,
+                &["auth.example.com".to_string()]
+            )
+            .is_ok()
+        );
+        // the insecure registry's own realm is fine; another plain-http host is not
+        assert!(check_realm("http://127.0.0.1:5000/token", &http_reg, &[]).is_ok());
+        assert!(check_realm("http://127.0.0.1:5001/token", &http_reg, &[]).is_err());
+        assert!(check_realm("ftp://x/t", &https, &[]).is_err());
+        assert!(check_realm("https://u:p@x/t", &https, &[]).is_err());
+        assert!(check_realm("not a url", &https, &[]).is_err());
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(sha256_digest(EMPTY_JSON.as_bytes()), EMPTY_DIGEST);
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"alice:s3cr3t"), "YWxpY2U6czNjcjN0");
+        assert_eq!(
+            predicted_scope("GET", "/v2/team/app/manifests/v1").as_deref(),
+            Some("repository:team/app:pull")
+        );
+        assert_eq!(
+            predicted_scope("put", "/v2/a/blobs/uploads/x").as_deref(),
+            Some("repository:a:pull,push")
+        );
+        assert_eq!(
+            predicted_scope("DELETE", "/v2/a/b/manifests/sha256:x").as_deref(),
+            Some("repository:a/b:delete")
+        );
+        assert_eq!(predicted_scope("GET", "/v2/"), None);
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link(r#"<https://x/prev>; rel="prev", <https://x/n?a=1,2>; rel=next"#).as_deref(),
+            Some("https://x/n?a=1,2")
+        );
+        assert_eq!(next_link(r#"<https://x/p>; rel="prev""#), None);
+        assert_eq!(next_link("garbage"), None);
+        assert_eq!(referrers_tag(D1).unwrap(), D1.replacen(':', "-", 1));
+        let a = dummy_manifest("v1", "inc-1");
+        assert_eq!(a, dummy_manifest("v1", "inc-1"), "deterministic");
+        assert_ne!(a, dummy_manifest("v2", "inc-1"));
+        assert_ne!(a, dummy_manifest("v1", "inc-2"));
+        let v: Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(v["config"]["digest"], EMPTY_DIGEST);
+        assert_eq!(v["layers"], serde_json::json!([]));
+        assert_eq!(v["annotations"][UNTAG_ANNOTATION], "inc-1");
+    }
+
+    fn basic(user: &str, pw: &str) -> OciAuth {
+        OciAuth::Basic {
+            username: user.into(),
+            password: SecretString::from(pw.to_string()),
+        }
+    }
+
+    #[test]
+    fn builders_never_carry_credentials() {
+        let c = OciClient::with_base_url(
+            "http://127.0.0.1:5000",
+            basic("alice", "pw-SUPERSECRET"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let raw = dummy_manifest("v1", "n");
+        let d = sha256_digest(raw.as_bytes());
+        let recs = [
+            c.put_manifest_request("team/app", "v1", MEDIA_OCI_MANIFEST, &raw)
+                .unwrap(),
+            c.put_manifest_request("team/app", &d, MEDIA_OCI_MANIFEST, &raw)
+                .unwrap(),
+            c.delete_manifest_request("team/app", "v1").unwrap(),
+            c.delete_manifest_request("team/app", &d).unwrap(),
+            c.upload_start_request("team/app").unwrap(),
+            c.upload_finish_request(
+                "/v2/team/app/blobs/uploads/u1?_state=abc",
+                EMPTY_DIGEST,
+                EMPTY_JSON,
+            )
+            .unwrap(),
+        ];
+        for r in &recs {
+            let s = format!("{} {r:?}", serde_json::to_string(r).unwrap());
+            assert!(!s.contains("SUPERSECRET"), "{s}");
+            assert!(!s.to_ascii_lowercase().contains("authorization"), "{s}");
+            assert!(!s.contains(&base64_encode(b"alice:pw-SUPERSECRET")));
+            assert!(r.is_mutating());
+        }
+        assert_eq!(
+            recs[0].url,
+            "http://127.0.0.1:5000/v2/team/app/manifests/v1"
+        );
+        assert_eq!(recs[0].raw_body.as_deref(), Some(raw.as_str()));
+        assert_eq!(recs[0].header("content-type"), Some(MEDIA_OCI_MANIFEST));
+        assert_eq!(recs[3].method, "DELETE");
+        assert_eq!(
+            recs[5].url,
+            format!(
+                "http://127.0.0.1:5000/v2/team/app/blobs/uploads/u1?_state=abc&digest={}",
+                EMPTY_DIGEST.replace(':', "%3A")
+            )
+        );
+        assert!(!format!("{c:?}").contains("SUPERSECRET"));
+        // wrong digest, bad media type, foreign upload location, bad names
+        assert!(
+            c.put_manifest_request("team/app", D1, MEDIA_OCI_MANIFEST, &raw)
+                .is_err()
+        );
+        assert!(
+            c.put_manifest_request("team/app", "v1", "text/html", &raw)
+                .is_err()
+        );
+        assert!(
+            c.upload_finish_request("https://evil.example/u", EMPTY_DIGEST, EMPTY_JSON)
+                .is_err()
+        );
+        assert!(c.upload_finish_request("/u", D1, EMPTY_JSON).is_err());
+        assert!(c.delete_manifest_request("Team/app", "v1").is_err());
+        assert!(c.delete_manifest_request("team/app", "../x").is_err());
+        // constructors
+        assert!(
+            OciClient::with_base_url("http://u:p@h/", OciAuth::Anonymous, Duration::from_secs(1))
+                .is_err()
+        );
+        assert!(
+            OciClient::with_base_url("http://h/v2/", OciAuth::Anonymous, Duration::from_secs(1))
+                .is_err()
+        );
+        assert!(
+            OciClient::with_base_url("file:///x", OciAuth::Anonymous, Duration::from_secs(1))
+                .is_err()
+        );
+        let c = OciClient::new(
+            "reg.example.com:5000",
+            OciAuth::Anonymous,
+            false,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(c.base_url(), "https://reg.example.com:5000/");
+        assert_eq!(c.host(), "reg.example.com:5000");
+        let c = OciClient::new(
+            "127.0.0.1:5000",
+            OciAuth::Anonymous,
+            true,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert_eq!(c.base_url(), "http://127.0.0.1:5000/");
+        assert!(OciClient::new("h/x", OciAuth::Anonymous, true, Duration::from_secs(1)).is_err());
+        let dbg = format!(
+            "{:?} {:?}",
+            basic("bob", "hunter2-pw"),
+            OciAuth::Bearer {
+                token: SecretString::from("tok-zzz".to_string())
+            }
+        );
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("tok-zzz"),
+            "{dbg}"
+        );
+    }
+
+    // ---- a loopback fake registry -----------------------------------------------------
+
+    #[derive(Clone, Debug)]
+    struct FakeReq {
+        method: String,
+        /// path and query
+        target: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl FakeReq {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+        fn path(&self) -> &str {
+            self.target.split('?').next().unwrap_or_default()
+        }
+        fn query(&self, key: &str) -> Vec<String> {
+            let q = self.target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            url::form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.into_owned())
+                .collect()
+        }
+    }
+
+    struct FakeResp {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    fn resp(status: u16, body: &str) -> FakeResp {
+        FakeResp {
+            status,
+            headers: Vec::new(),
+            body: body.to_string(),
+        }
+    }
+
+    impl FakeResp {
+        fn h(mut self, k: &str, v: &str) -> Self {
+            self.headers.push((k.to_string(), v.to_string()));
+            self
+        }
+    }
+
+    type Handler = Arc<dyn Fn(&FakeReq, &str) -> FakeResp + Send + Sync>;
+
+    struct Fake {
+        base: String,
+        log: Arc<Mutex<Vec<FakeReq>>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Fake {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    impl Fake {
+        fn requests(&self) -> Vec<FakeReq> {
+            lock(&self.log).clone()
+        }
+        fn count(&self, method: &str, path: &str) -> usize {
+            self.requests()
+                .iter()
+                .filter(|r| r.method == method && r.path() == path)
+                .count()
+        }
+        fn mutating(&self) -> Vec<(String, String)> {
+            self.requests()
+                .into_iter()
+                .filter(|r| http::is_mutating(&r.method))
+                .map(|r| (r.method.clone(), r.path().to_string()))
+                .collect()
+        }
+    }
+
+    async fn fake(handler: impl Fn(&FakeReq, &str) -> FakeResp + Send + Sync + 'static) -> Fake {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let log: Arc<Mutex<Vec<FakeReq>>> = Arc::default();
+        let handler: Handler = Arc::new(handler);
+        let (b, l) = (base.clone(), log.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let (b, l, h) = (b.clone(), l.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let _ = serve_conn(sock, &b, &l, &h).await;
+                });
+            }
+        });
+        Fake { base, log, task }
+    }
+
+    /// Minimal HTTP/1.1: one request per connection, `Connection: close`.
+    async fn serve_conn(
+        sock: tokio::net::TcpStream,
+        base: &str,
+        log: &Mutex<Vec<FakeReq>>,
+        handler: &Handler,
+    ) -> std::io::Result<()> {
+        let mut rd = BufReader::new(sock);
+        let mut line = String::new();
+        rd.read_line(&mut line).await?;
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let target = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if rd.read_line(&mut h).await? == 0 || h == "\r\n" {
+                break;
+            }
+            if let Some((k, v)) = h.trim_end().split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let len: usize = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        rd.read_exact(&mut body).await?;
+        let req = FakeReq {
+            method,
+            target,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        };
+        lock(log).push(req.clone());
+        let r = handler(&req, base);
+        let mut out = format!("HTTP/1.1 {} X\r\nconnection: close\r\n", r.status);
+        for (k, v) in &r.headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str(&format!("content-length: {}\r\n\r\n", r.body.len()));
+        if req.method != "HEAD" {
+            out.push_str(&r.body);
+        }
+        let mut sock = rd.into_inner();
+        sock.write_all(out.as_bytes()).await?;
+        sock.shutdown().await
+    }
+
+    fn client(base: &str, auth: OciAuth) -> OciClient {
+        OciClient::with_base_url(base, auth, Duration::from_secs(10)).unwrap()
+    }
+
+    const MANIFEST: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+
+    fn manifest_resp(body: &str) -> FakeResp {
+        resp(200, body)
+            .h("content-type", MEDIA_OCI_MANIFEST)
+            .h("docker-content-digest", &sha256_digest(body.as_bytes()))
+    }
+
+    /// A token-auth registry: `/token` issues `tok-<n>` for the right Basic credentials (or
+    /// anonymously when `user` is None); `/v2/…` wants `Bearer tok-<n>` with the right scope.
+    fn token_registry(
+        user: Option<(&'static str, &'static str)>,
+        token_field: &'static str,
+        expires_in: u64,
+    ) -> impl Fn(&FakeReq, &str) -> FakeResp + Send + Sync + 'static {
+        let issued: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        move |req, base| {
+            if req.path() == "/token" {
+                let want = user.map(|(u, p)| {
+                    format!("Basic {}", base64_encode(format!("{u}:{p}").as_bytes()))
+                });
+                if req.header("authorization").map(str::to_string) != want {
+                    return resp(401, r#"{"details":"bad credentials"}"#);
+                }
+                if req.query("service") != ["fake-registry"] {
+                    return resp(400, "service missing");
+                }
+                let scope = req.query("scope").join(" ");
+                let mut issued = lock(&issued);
+                let tok = format!("tok-{}", issued.len() + 1);
+                issued.push((tok.clone(), scope));
+                return resp(
+                    200,
+                    &format!(r#"{{"{token_field}":"{tok}","expires_in":{expires_in}}}"#),
+                );
+            }
+            let Some(scope) = predicted_scope(&req.method, req.path()) else {
+                return resp(200, "{}");
+            };
+            let ok = req
+                .header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer "))
+                .is_some_and(|t| lock(&issued).iter().any(|(tok, s)| tok == t && *s == scope));
+            if !ok {
+                return resp(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).h(
+                    "www-authenticate",
+                    &format!(
+                        r#"Bearer realm="{base}/token",service="fake-registry",scope="{scope}",error="insufficient_scope""#
+                    ),
+                );
+            }
+            match req.method.as_str() {
+                "GET" | "HEAD" => manifest_resp(MANIFEST),
+                _ => resp(201, "").h("docker-content-digest", &sha256_digest(req.body.as_bytes())),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bearer_challenge_with_basic_credentials_is_fetched_cached_and_scoped() {
+        let f = fake(token_registry(Some(("alice", "s3cr3t-pw")), "token", 300)).await;
+        let c = client(&f.base, basic("alice", "s3cr3t-pw"));
+        let r = c.resolve("team/app", "v1").await.unwrap();
+        assert_eq!(r.digest, sha256_digest(MANIFEST.as_bytes()));
+        assert_eq!(r.media_type, MEDIA_OCI_MANIFEST);
+        assert_eq!(r.raw, MANIFEST);
+        let again = c.resolve("team/app", "v1").await.unwrap();
+        assert_eq!(again.digest, r.digest);
+        assert_eq!(f.count("GET", "/token"), 1, "token cached per scope");
+        assert_eq!(
+            f.count("GET", "/v2/team/app/manifests/v1"),
+            3,
+            "401, retry, cached"
+        );
+        let reqs = f.requests();
+        assert_eq!(
+            reqs[0].header("authorization"),
+            None,
+            "no credentials before a challenge"
+        );
+        assert_eq!(reqs[1].query("scope"), ["repository:team/app:pull"]);
+        assert_eq!(reqs[2].header("authorization"), Some("Bearer tok-1"));
+
+        // A push needs another scope: a second token.
+        let put = c
+            .put_manifest_request("team/app", "v2", MEDIA_OCI_MANIFEST, MANIFEST)
+            .unwrap();
+        let sent = c.send(&put).await.unwrap();
+        assert_eq!(sent.status, 201);
+        let tokens: Vec<FakeReq> = f
+            .requests()
+            .into_iter()
+            .filter(|r| r.path() == "/token")
+            .collect();
+        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens[1].query("scope"), ["repository:team/app:pull,push"]);
+        let puts: Vec<FakeReq> = f
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .collect();
+        assert_eq!(puts.len(), 2, "refused once, then sent with the token");
+        assert_eq!(puts[1].body, MANIFEST, "raw bytes sent verbatim");
+        assert_eq!(puts[1].header("content-type"), Some(MEDIA_OCI_MANIFEST));
+    }
+
+    #[tokio::test]
+    async fn anonymous_token_flow_reads_access_token_and_honours_expiry() {
+        let f = fake(token_registry(None, "access_token", 0)).await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        c.resolve("team/app", "v1").await.unwrap();
+        c.resolve("team/app", "v1").await.unwrap();
+        assert_eq!(f.count("GET", "/token"), 2, "expires_in 0: fetched again");
+        assert!(
+            f.requests()
+                .iter()
+                .filter(|r| r.path() == "/token")
+                .all(|r| r.header("authorization").is_none())
+        );
+        assert!(
+            c.manifest_exists("team/app", &sha256_digest(MANIFEST.as_bytes()))
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn token_endpoint_refusal_is_auth_error_without_secrets() {
+        let f = fake(token_registry(Some(("alice", "right-pw")), "token", 300)).await;
+        let c = client(&f.base, basic("alice", "wrong-pw-XYZ"));
+        let e = c.resolve("team/app", "v1").await.unwrap_err();
+        assert!(
+            matches!(&e, OciError::Http(h) if h.is_auth_refused()),
+            "{e:?}"
+        );
+        assert!(!e.is_transient());
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("wrong-pw-XYZ"), "{text}");
+        assert_eq!(f.count("GET", "/token"), 1, "no retry loop");
+    }
+
+    #[tokio::test]
+    async fn basic_challenge_is_answered_then_sent_up_front() {
+        let want = format!("Basic {}", base64_encode(b"bob:pa55-word"));
+        let f = fake(move |req, _| {
+            if req.header("authorization") == Some(want.as_str()) {
+                manifest_resp(MANIFEST)
+            } else {
+                // a hostile registry echoing the credential it got
+                resp(401, &format!("denied {:?}", req.header("authorization")))
+                    .h("www-authenticate", r#"Basic realm="fake, with comma""#)
+            }
+        })
+        .await;
+        let c = client(&f.base, basic("bob", "pa55-word"));
+        c.resolve("team/app", "v1").await.unwrap();
+        c.resolve("team/app", "v1").await.unwrap();
+        assert_eq!(f.count("GET", "/v2/team/app/manifests/v1"), 3);
+        let reqs = f.requests();
+        assert_eq!(reqs[0].header("authorization"), None);
+        assert!(
+            reqs[2].header("authorization").is_some(),
+            "Basic sent up front once learned"
+        );
+
+        let wrong = client(&f.base, basic("bob", "not-the-pa55"));
+        let e = wrong.resolve("team/app", "v1").await.unwrap_err();
+        assert_eq!(e.status(), Some(401));
+        let text = format!("{e} {e:?}");
+        assert!(!text.contains("not-the-pa55"), "{text}");
+        assert!(
+            !text.contains(&base64_encode(b"bob:not-the-pa55")),
+            "{text}"
+        );
+        // anonymous against a Basic registry: one request, refused
+        let n = f.requests().len();
+        let anon = client(&f.base, OciAuth::Anonymous);
+        assert_eq!(
+            anon.resolve("team/app", "v1").await.unwrap_err().status(),
+            Some(401)
+        );
+        assert_eq!(f.requests().len(), n + 1);
+    }
+
+    #[tokio::test]
+    async fn static_bearer_token_is_sent_and_scrubbed() {
+        let f = fake(|req, _| {
+            if req.header("authorization") == Some("Bearer static-TOKEN-1") {
+                manifest_resp(MANIFEST)
+            } else {
+                resp(401, &format!("bad {:?}", req.header("authorization")))
+                    .h("www-authenticate", r#"Bearer realm="http://127.0.0.1:9/t""#)
+            }
+        })
+        .await;
+        let ok = client(
+            &f.base,
+            OciAuth::Bearer {
+                token: SecretString::from("static-TOKEN-1".to_string()),
+            },
+        );
+        ok.resolve("a", "v1").await.unwrap();
+        let bad = client(
+            &f.base,
+            OciAuth::Bearer {
+                token: SecretString::from("static-TOKEN-2".to_string()),
+            },
+        );
+        let e = bad.resolve("a", "v1").await.unwrap_err();
+        assert_eq!(e.status(), Some(401));
+        assert!(!format!("{e} {e:?}").contains("static-TOKEN-2"));
+        assert_eq!(f.requests().len(), 2, "no token flow for a static token");
+    }
+
+    #[tokio::test]
+    async fn tags_follow_link_pages_and_stay_on_the_registry() {
+        let f = fake(
+            |req, base| match req.query("last").first().map(String::as_str) {
+                None => resp(200, r#"{"name":"a","tags":["c","a"]}"#)
+                    .h("link", r#"</v2/a/tags/list?n=2&last=c>; rel="next""#),
+                Some("c") => resp(200, r#"{"name":"a","tags":["b"]}"#).h(
+                    "link",
+                    &format!(r#"<{base}/v2/a/tags/list?n=2&last=b>; rel="next""#),
+                ),
+                Some("b") => resp(200, r#"{"name":"a","tags":null}"#),
+                Some(_) => resp(500, "no"),
+            },
+        )
+        .await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        assert_eq!(c.tags("a").await.unwrap(), ["a", "b", "c"]);
+        assert_eq!(f.requests().len(), 3);
+
+        let evil = fake(|_, _| {
+            resp(200, r#"{"tags":["x"]}"#).h(
+                "link",
+                r#"<http://evil.example/v2/a/tags/list>; rel="next""#,
+            )
+        })
+        .await;
+        let e = client(&evil.base, OciAuth::Anonymous)
+            .tags("a")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("leaves the registry"), "{e}");
+        let looping = fake(|_, _| {
+            resp(200, r#"{"tags":["x"]}"#).h("link", r#"</v2/a/tags/list>; rel="next""#)
+        })
+        .await;
+        let e = client(&looping.base, OciAuth::Anonymous)
+            .tags("a")
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("loops"), "{e}");
+        let missing = fake(|_, _| resp(404, r#"{"errors":[{"code":"NAME_UNKNOWN"}]}"#)).await;
+        let e = client(&missing.base, OciAuth::Anonymous)
+            .tags("a")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OciError::NotFound { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn digest_mismatches_and_foreign_types_are_refused() {
+        let f = fake(|req, _| match req.path() {
+            "/v2/a/manifests/lying" => resp(200, MANIFEST)
+                .h("content-type", MEDIA_OCI_MANIFEST)
+                .h("docker-content-digest", D1),
+            "/v2/a/manifests/v1" => resp(200, r#"{"schemaVersion":1}"#).h(
+                "content-type",
+                "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            ),
+            _ => manifest_resp(MANIFEST),
+        })
+        .await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        let e = c.resolve("a", "lying").await.unwrap_err();
+        assert!(matches!(e, OciError::Malformed(_)), "{e:?}");
+        let e = c.resolve("a", D1).await.unwrap_err();
+        assert!(matches!(e, OciError::Malformed(_)), "{e:?}");
+        let e = c.resolve("a", "v1").await.unwrap_err();
+        assert!(matches!(e, OciError::Unsupported(_)), "{e:?}");
+        // a record pointing elsewhere is never sent
+        let rec = RequestRecord::new("DELETE", "http://evil.example/v2/a/manifests/x");
+        assert!(c.send(&rec).await.is_err());
+        assert!(f.requests().iter().all(|r| r.method == "GET"));
+    }
+
+    #[tokio::test]
+    async fn untag_uses_native_tag_delete_when_supported() {
+        let f = fake(|req, _| match req.method.as_str() {
+            "DELETE" => resp(202, ""),
+            _ => manifest_resp(MANIFEST),
+        })
+        .await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        let plan = c.untag_plan("a", "v1", "inc-1").await.unwrap();
+        assert_eq!(
+            plan.current_digest.as_deref(),
+            Some(sha256_digest(MANIFEST.as_bytes()).as_str())
+        );
+        assert!(f.mutating().is_empty(), "planning sends nothing mutating");
+        let out = c.untag("a", "v1", "inc-1").await.unwrap();
+        assert_eq!(out.method, UntagMethod::TagDelete);
+        assert_eq!(
+            f.mutating(),
+            [("DELETE".to_string(), "/v2/a/manifests/v1".to_string())]
+        );
+        assert_eq!(out.sent, vec![plan.tag_delete.unwrap()]);
+    }
+
+    #[tokio::test]
+    async fn untag_reports_immutable_tags_clearly_and_deletes_nothing_by_digest() {
+        let f = fake(|req, _| match (req.method.as_str(), req.path()) {
+            ("DELETE", _) => resp(405, r#"{"errors":[{"code":"UNSUPPORTED"}]}"#),
+            ("HEAD", p) if p.contains("/blobs/") => resp(200, ""),
+            ("PUT", _) => resp(
+                400,
+                r#"{"errors":[{"code":"TAG_INVALID","message":"tag v1 is immutable"}]}"#,
+            ),
+            _ => manifest_resp(MANIFEST),
+        })
+        .await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        let e = c.untag("a", "v1", "inc-1").await.unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, OciError::Unsupported(_)), "{e:?}");
+        assert!(
+            msg.contains("immutable") && msg.contains("405") && msg.contains("TAG_INVALID"),
+            "{msg}"
+        );
+        assert_eq!(
+            f.mutating(),
+            [
+                ("DELETE".to_string(), "/v2/a/manifests/v1".to_string()),
+                ("PUT".to_string(), "/v2/a/manifests/v1".to_string()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn untag_of_an_absent_tag_sends_nothing() {
+        let f = fake(|_, _| resp(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#)).await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        let out = c.untag("a", "gone", "n").await.unwrap();
+        assert_eq!(out.method, UntagMethod::AlreadyAbsent);
+        assert!(out.sent.is_empty());
+        assert!(
+            c.untag_plan("a", "gone", "n")
+                .await
+                .unwrap()
+                .records()
+                .is_empty()
+        );
+        assert!(f.mutating().is_empty());
+    }
+
+    #[tokio::test]
+    async fn referrers_api_and_cosign_tags() {
+        let sig = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[],"annotations":{"sig":"1"}}"#;
+        let f = fake(move |req, _| {
+            let p = req.path();
+            if p.starts_with("/v2/a/referrers/") {
+                resp(200, &format!(r#"{{"schemaVersion":2,"mediaType":"{MEDIA_OCI_INDEX}","manifests":[{{"mediaType":"{MEDIA_OCI_MANIFEST}","digest":"{D1}","size":7,"artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json"}}]}}"#))
+                    .h("content-type", MEDIA_OCI_INDEX)
+            } else if p.ends_with(".sig") {
+                manifest_resp(sig)
+            } else {
+                resp(404, "")
+            }
+        })
+        .await;
+        let c = client(&f.base, OciAuth::Anonymous);
+        let r = c.referrers("a", D1).await.unwrap();
+        assert_eq!(r.source, ReferrersSource::Api);
+        assert_eq!(r.descriptors.len(), 1);
+        assert_eq!(r.descriptors[0].size, 7);
+        assert_eq!(
+            r.descriptors[0].artifact_type.as_deref(),
+            Some("application/vnd.dev.sigstore.bundle.v0.3+json")
+        );
+        let tag = format!("{}.sig", referrers_tag(D1).unwrap());
+        assert_eq!(r.cosign, vec![(tag, sha256_digest(sig.as_bytes()))]);
+    }
 }

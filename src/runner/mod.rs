@@ -21,8 +21,8 @@ pub use failpoint::Failpoints;
 use crate::actions::{ActionCtx, ActionError, ActionOutput, Probe, Registry};
 use crate::config::{Config, parse_duration_ms};
 use crate::engine::{
-    self, Command, Decision, Entry, Event, IncidentMeta, IncidentStatus, Invocation, Millis, Mode,
-    GateFactsError, Outcome, Policy, ProbeVerdict, Resolution, RunState, gate::GateFacts,
+    self, Command, Decision, Entry, Event, GateFactsError, IncidentMeta, IncidentStatus,
+    Invocation, Millis, Mode, Outcome, Policy, ProbeVerdict, Resolution, RunState, gate::GateFacts,
 };
 use crate::playbook::{self, Diagnostics, Playbook};
 use crate::store::{NewIncident, Prepared, Store, StoreError};

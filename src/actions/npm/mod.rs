@@ -1,4 +1,5 @@
-//! npm containment: `npm.deprecate`, `npm.undeprecate`, `npm.dist_tag`, `npm.revoke_token`.
+//! npm containment: `npm.deprecate`, `npm.undeprecate`, `npm.dist_tag`, `npm.revoke_token`,
+//! `npm.remove_trusted_publisher`, and the gated `npm.unpublish`.
 //! The wire protocol lives in `net::npm`; this file decides *what* to send, checks the
 //! world first so a retry or a resume never repeats an effect, verifies after sending,
 //! and in a rehearsal returns the exact request instead of sending it.
@@ -19,9 +20,11 @@ use crate::playbook::{ActionSpec, InputSpec, InputType};
 
 mod dist_tag;
 mod revoke;
+mod unpublish;
 
 pub use dist_tag::DistTag;
 pub use revoke::RevokeToken;
+pub use unpublish::{RemoveTrustedPublisher, Unpublish};
 
 pub fn actions() -> Vec<Arc<dyn Action>> {
     vec![
@@ -29,6 +32,8 @@ pub fn actions() -> Vec<Arc<dyn Action>> {
         Arc::new(Deprecate { undo: true }),
         Arc::new(DistTag),
         Arc::new(RevokeToken),
+        Arc::new(Unpublish),
+        Arc::new(RemoveTrustedPublisher),
     ]
 }
 

@@ -581,7 +581,12 @@ fn rule_gate_may_narrow_the_window() {
 fn rule_gate_cannot_be_widened_or_switched_off() {
     let d = errs(&format!("{UNPUBLISH}    gate: {{ window: 96h }}\n"));
     has(&d, 7, 21, "can only make the deletion gate stricter");
-    for key in ["enabled: false", "skip: true", "allow_self_approval: true", "retention: []"] {
+    for key in [
+        "enabled: false",
+        "skip: true",
+        "allow_self_approval: true",
+        "retention: []",
+    ] {
         let d = errs(&format!("{UNPUBLISH}    gate: {{ {key} }}\n"));
         has(&d, 7, 13, "would weaken the deletion gate");
     }
@@ -591,12 +596,16 @@ fn rule_gate_cannot_be_widened_or_switched_off() {
 
 #[test]
 fn rule_gate_only_on_destructive_steps() {
-    let d = errs("name: x\nsteps:\n  - id: d\n    uses: npm.deprecate\n    with: { package: p, versions: [\"1\"] }\n    gate: { window: 1h }\n");
+    let d = errs(
+        "name: x\nsteps:\n  - id: d\n    uses: npm.deprecate\n    with: { package: p, versions: [\"1\"] }\n    gate: { window: 1h }\n",
+    );
     has(&d, 6, 5, "applies only to destructive actions");
 }
 
 #[test]
 fn rule_destructive_approval_cannot_be_zero() {
-    let d = errs("name: x\nsteps:\n  - id: del\n    uses: npm.unpublish\n    with: { package: p, version: \"1.0.0\", message: m }\n    approval: { count: 0, from: [group:a] }\n");
+    let d = errs(
+        "name: x\nsteps:\n  - id: del\n    uses: npm.unpublish\n    with: { package: p, version: \"1.0.0\", message: m }\n    approval: { count: 0, from: [group:a] }\n",
+    );
     has(&d, 6, 24, "approval.count");
 }

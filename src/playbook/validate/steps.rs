@@ -497,8 +497,17 @@ impl Cx<'_> {
                         }
                     }
                 }
-                "enabled" | "disabled" | "skip" | "bypass" | "off" | "allow_self_approval"
-                | "self_approval" | "retention" | "approvals" | "approvers" | "exempt" => {
+                "enabled"
+                | "disabled"
+                | "skip"
+                | "bypass"
+                | "off"
+                | "allow_self_approval"
+                | "self_approval"
+                | "retention"
+                | "approvals"
+                | "approvers"
+                | "exempt" => {
                     self.error(
                         knode.loc,
                         format!(
