@@ -7,6 +7,7 @@
 //! Adding a registry is adding a file here and one line in [`Registry::builtin`].
 
 pub mod incident;
+pub mod kube;
 pub mod npm;
 pub mod postmortem;
 
@@ -150,6 +151,12 @@ pub trait Action: Send + Sync {
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError>;
 
+    /// Why this action cannot run with `config` (say, no cluster configured); a step using
+    /// it is then skipped with the reason recorded.
+    fn unavailable(&self, _config: &Config) -> Option<&'static str> {
+        None
+    }
+
     /// Destructive actions only: read, live and read-only, what the deletion gate needs —
     /// the registry's own publish time of the target and the labels retention rules match.
     /// Called before every attempt, in rehearsals too.
@@ -180,6 +187,7 @@ impl Registry {
         }
         r.add(Arc::new(postmortem::Draft));
         r.add(Arc::new(incident::Note));
+        r.add(Arc::new(kube::AdmissionDeny));
         r
     }
 
@@ -191,7 +199,7 @@ impl Registry {
         self.actions.get(name)
     }
 
-    pub fn info(&self) -> BTreeMap<String, ActionInfo> {
+    pub fn info(&self, config: &Config) -> BTreeMap<String, ActionInfo> {
         self.actions
             .values()
             .map(|a| {
@@ -201,6 +209,7 @@ impl Registry {
                     ActionInfo {
                         mutating: s.mutating,
                         destructive: s.destructive,
+                        unavailable: a.unavailable(config),
                     },
                 )
             })

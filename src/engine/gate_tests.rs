@@ -496,3 +496,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_step_whose_action_cannot_run_here_is_skipped_with_the_reason() {
+    let y = "name: u\nsteps:\n  - id: deny\n    uses: t.write\n  - id: after\n    uses: t.read\n    needs: [deny]\n    if: always()\n";
+    let mut st = run(y, Mode::Live, json!({}));
+    if let Some(info) = st.actions.get_mut("t.write") {
+        info.unavailable = Some("no cluster configured");
+    }
+    let c = handle(&mut st, Event::Tick { now: 0 });
+    assert!(invokes(&c).iter().all(|(s, _, _)| s != "deny"));
+    let skipped = records(&c, "step.skipped");
+    assert!(
+        skipped[0].summary.contains("no cluster configured"),
+        "{}",
+        skipped[0].summary
+    );
+    assert_eq!(st.steps["deny"].status, StepStatus::Skipped);
+    assert_eq!(invokes(&c), vec![("after".into(), 0, 1)]);
+}

@@ -106,6 +106,25 @@ fn start_step(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Co
         );
         return true;
     }
+    if let Some(why) = state.action(&def.uses).unavailable {
+        if let Some(st) = state.steps.get_mut(&id) {
+            st.status = StepStatus::Skipped;
+            st.finished_at = Some(now);
+            st.error = Some(format!("{} unavailable: {why}", def.uses));
+        }
+        state.dirty.steps.insert(id.clone());
+        record(
+            out,
+            now,
+            ENGINE,
+            "step.skipped",
+            Some(&id),
+            None,
+            format!("skipped: `{}` cannot run here: {why}", def.uses),
+            json!({ "uses": def.uses, "unavailable": why }),
+        );
+        return true;
+    }
     // Expressions are evaluated once, when the step starts; the evaluated inputs are stored.
     let (items, fanout) = match &def.for_each {
         None => (vec![Value::Null], false),

@@ -87,6 +87,9 @@ str_enum!(Decision { Approve => "approve", Reject => "reject" });
 pub struct ActionInfo {
     pub mutating: bool,
     pub destructive: bool,
+    /// Why the action cannot run with this configuration (e.g. no cluster configured): a
+    /// step using it is skipped with this reason recorded, never half-run.
+    pub unavailable: Option<&'static str>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

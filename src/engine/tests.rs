@@ -71,6 +71,7 @@ pub(super) fn run(yaml: &str, mode: Mode, params: Value) -> RunState {
                 ActionInfo {
                     mutating: s.mutating,
                     destructive: s.destructive,
+                    unavailable: None,
                 },
             )
         })

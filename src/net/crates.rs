@@ -302,9 +302,14 @@ fn semver_identifiers(part: &str, what: &str, numeric_rule: bool) -> Result<(), 
         {
             return Err(format!("character {c:?} is not allowed in {what}"));
         }
-        if numeric_rule && id.len() > 1 && id.starts_with('0') && id.bytes().all(|b| b.is_ascii_digit())
+        if numeric_rule
+            && id.len() > 1
+            && id.starts_with('0')
+            && id.bytes().all(|b| b.is_ascii_digit())
         {
-            return Err(format!("numeric {what} identifier {id:?} has a leading zero"));
+            return Err(format!(
+                "numeric {what} identifier {id:?} has a leading zero"
+            ));
         }
     }
     Ok(())
@@ -597,11 +602,16 @@ impl CratesClient {
                         "yank message contains a NUL character".into(),
                     ));
                 }
-                Ok(RequestRecord::new("PATCH", self.url(&path)).with_json(json!({
-                    "version": {"yanked": true, "yank_message": m}
-                })))
+                Ok(
+                    RequestRecord::new("PATCH", self.url(&path)).with_json(json!({
+                        "version": {"yanked": true, "yank_message": m}
+                    })),
+                )
             }
-            None => Ok(RequestRecord::new("DELETE", self.url(&format!("{path}/yank")))),
+            None => Ok(RequestRecord::new(
+                "DELETE",
+                self.url(&format!("{path}/yank")),
+            )),
         }
     }
 
@@ -617,7 +627,10 @@ impl CratesClient {
     /// Builds cargo's `PUT /api/v1/crates/{name}/{version}/unyank` (every registry).
     pub fn unyank_request(&self, name: &str, version: &str) -> Result<RequestRecord, CratesError> {
         let path = Self::version_path(name, version)?;
-        Ok(RequestRecord::new("PUT", self.url(&format!("{path}/unyank"))))
+        Ok(RequestRecord::new(
+            "PUT",
+            self.url(&format!("{path}/unyank")),
+        ))
     }
 
     /// Builds crates.io's `PATCH /api/v1/crates/{name}/{version}` `{"version":{"yanked":false}}`.
@@ -814,7 +827,17 @@ mod tests {
             assert!(validate_crate_name(ok).is_ok(), "{ok:?} refused");
         }
         for bad in [
-            "", "1abc", "-x", "_x", "a b", "a/b", "é", "a.b", "../x", "a%2f", "a\n",
+            "",
+            "1abc",
+            "-x",
+            "_x",
+            "a b",
+            "a/b",
+            "é",
+            "a.b",
+            "../x",
+            "a%2f",
+            "a\n",
             &"a".repeat(65),
         ] {
             assert!(validate_crate_name(bad).is_err(), "{bad:?} accepted");
@@ -839,9 +862,24 @@ mod tests {
             assert!(validate_version(ok).is_ok(), "{ok:?} refused");
         }
         for bad in [
-            "", "1", "1.2", "1.2.3.4", "v1.2.3", "=1.2.3", "01.2.3", "1.02.3", "1.2.3-",
-            "1.2.3-01", "1.2.3-a..b", "1.2.3+", "1.2.3 ", " 1.2.3", "1.2.3/..", "1.2.x",
-            "1.2.3-é", "99999999999999999999.0.0",
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "v1.2.3",
+            "=1.2.3",
+            "01.2.3",
+            "1.02.3",
+            "1.2.3-",
+            "1.2.3-01",
+            "1.2.3-a..b",
+            "1.2.3+",
+            "1.2.3 ",
+            " 1.2.3",
+            "1.2.3/..",
+            "1.2.x",
+            "1.2.3-é",
+            "99999999999999999999.0.0",
         ] {
             assert!(validate_version(bad).is_err(), "{bad:?} accepted");
         }
@@ -868,7 +906,10 @@ mod tests {
         let u = c.unyank_request("foo", "1.0.0+b.1")?;
         assert_eq!(
             (u.method.as_str(), u.url.as_str()),
-            ("PUT", "https://crates.io/api/v1/crates/foo/1.0.0+b.1/unyank")
+            (
+                "PUT",
+                "https://crates.io/api/v1/crates/foo/1.0.0+b.1/unyank"
+            )
         );
         let u = c.unyank_patch_request("foo", "1.0.0")?;
         assert_eq!(u.body, Some(json!({"version": {"yanked": false}})));
@@ -1014,7 +1055,10 @@ mod tests {
         }}))?;
         assert_eq!(v.yank_message, None);
         assert_eq!(v.created_at_ms, Some(1_483_712_591_000));
-        assert_eq!(rfc3339_to_ms("2017-01-06T14:23:11"), Some(1_483_712_591_000));
+        assert_eq!(
+            rfc3339_to_ms("2017-01-06T14:23:11"),
+            Some(1_483_712_591_000)
+        );
         assert_eq!(rfc3339_to_ms("yesterday"), None);
         assert!(VersionInfo::from_json(&json!({"version": {"num": "1.0.0"}})).is_err());
         assert!(VersionInfo::from_json(&json!([])).is_err());

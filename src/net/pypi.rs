@@ -532,9 +532,7 @@ pub fn yank_status_from(
         .iter()
         .map(|f| {
             let s = simple.iter().find(|s| s.filename == f.filename);
-            let simple_reason = s
-                .and_then(|s| s.yanked.clone())
-                .filter(|r| !r.is_empty());
+            let simple_reason = s.and_then(|s| s.yanked.clone()).filter(|r| !r.is_empty());
             let json_reason = f.yanked_reason.clone().filter(|r| !r.is_empty());
             FileYank {
                 filename: f.filename.clone(),
@@ -594,7 +592,11 @@ impl PypiClient {
     }
 
     /// `GET /pypi/<normalized>/<version>/json`.
-    pub fn release_request(&self, project: &str, version: &str) -> Result<RequestRecord, PypiError> {
+    pub fn release_request(
+        &self,
+        project: &str,
+        version: &str,
+    ) -> Result<RequestRecord, PypiError> {
         validate_project_name(project)?;
         validate_version(version)?;
         Ok(RequestRecord::new(
@@ -630,7 +632,11 @@ impl PypiClient {
     }
 
     /// The release; `None` when the project or version doesn't exist.
-    pub async fn release(&self, project: &str, version: &str) -> Result<Option<Release>, PypiError> {
+    pub async fn release(
+        &self,
+        project: &str,
+        version: &str,
+    ) -> Result<Option<Release>, PypiError> {
         let rec = self.release_request(project, version)?;
         match self.get(&rec).await? {
             Some(resp) => Release::from_json(&resp.json()?).map(Some),
@@ -687,7 +693,10 @@ impl PypiClient {
             || ctype.starts_with("application/json")
             || (ctype.is_empty() && resp.body.trim_start().starts_with('{'));
         if is_json {
-            Ok(Some((SimpleFormat::Json, parse_simple_json(&resp.json()?)?)))
+            Ok(Some((
+                SimpleFormat::Json,
+                parse_simple_json(&resp.json()?)?,
+            )))
         } else {
             Ok(Some((SimpleFormat::Html, parse_simple_html(&resp.body))))
         }
@@ -732,13 +741,25 @@ mod tests {
         for ok in ["requests", "a", "zope.interface", "Django", "a_b-c.d9"] {
             assert!(validate_project_name(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", "-a", "a-", ".a", "a b", "a/b", "../x", "é", "a\n", "a%2f"] {
+        for bad in [
+            "", "-a", "a-", ".a", "a b", "a/b", "../x", "é", "a\n", "a%2f",
+        ] {
             assert!(validate_project_name(bad).is_err(), "{bad:?}");
         }
-        for ok in ["1.0", "2.0.0rc1", "1!2.0", "1.0+local.7", "v1.0", "1.0.post1.dev2", "1_0"] {
+        for ok in [
+            "1.0",
+            "2.0.0rc1",
+            "1!2.0",
+            "1.0+local.7",
+            "v1.0",
+            "1.0.post1.dev2",
+            "1_0",
+        ] {
             assert!(validate_version(ok).is_ok(), "{ok:?}");
         }
-        for bad in ["", ".", "..", "../x", "1.0/..", "1 0", " 1", "1\t", "1\u{0}", "-1", "1?x"] {
+        for bad in [
+            "", ".", "..", "../x", "1.0/..", "1 0", " 1", "1\t", "1\u{0}", "-1", "1?x",
+        ] {
             assert!(validate_version(bad).is_err(), "{bad:?}");
         }
     }
@@ -834,7 +855,10 @@ mod tests {
         assert_eq!(f[4].yanked, None);
         assert!(parse_simple_html("").is_empty());
         assert!(parse_simple_html("<a href='x").is_empty());
-        assert_eq!(decode_entities("a &unknown; &#9999999999; & b"), "a &unknown; &#9999999999; & b");
+        assert_eq!(
+            decode_entities("a &unknown; &#9999999999; & b"),
+            "a &unknown; &#9999999999; & b"
+        );
         assert_eq!(decode_entities("&lt;&#60;&#x3c;&gt;"), "<<<>");
     }
 
@@ -868,7 +892,11 @@ mod tests {
     #[test]
     fn combining_sources() {
         let r = release(&[("a.tar.gz", true), ("a.whl", true)]);
-        let s = [sf("a.tar.gz", Some("why")), sf("a.whl", Some("")), sf("old.tar.gz", None)];
+        let s = [
+            sf("a.tar.gz", Some("why")),
+            sf("a.whl", Some("")),
+            sf("old.tar.gz", None),
+        ];
         let y = yank_status_from("foo", &r, &s, Some(SimpleFormat::Json));
         assert!(y.yanked());
         assert_eq!(y.reason.as_deref(), Some("why"));

@@ -155,7 +155,12 @@ impl Runner {
             created_at: now,
             finished_at: None,
         };
-        let mut state = RunState::new(meta, Arc::new(pb), self.policy(), self.registry.info());
+        let mut state = RunState::new(
+            meta,
+            Arc::new(pb),
+            self.policy(),
+            self.registry.info(&self.config),
+        );
         let entry = Entry {
             at: now,
             actor: req.started_by.clone(),
@@ -362,11 +367,16 @@ impl Runner {
                 id: id.to_string(),
                 detail: d.to_string(),
             })?;
-        let mut state = restore::restore(run, Arc::new(pb), self.policy(), self.registry.info())
-            .map_err(|detail| RunError::Pinned {
-                id: id.to_string(),
-                detail,
-            })?;
+        let mut state = restore::restore(
+            run,
+            Arc::new(pb),
+            self.policy(),
+            self.registry.info(&self.config),
+        )
+        .map_err(|detail| RunError::Pinned {
+            id: id.to_string(),
+            detail,
+        })?;
         let sem = Arc::new(Semaphore::new(self.config.engine.concurrency.max(1)));
         let mut workers: JoinSet<Done> = JoinSet::new();
         let mut events = vec![Event::Resumed { now: now_ms() }];

@@ -148,7 +148,10 @@ fn crate_not_found(name: &str) -> Response {
 }
 
 fn version_not_found(name: &str, version: &str) -> Response {
-    err(404, &format!("crate `{name}` does not have a version `{version}`"))
+    err(
+        404,
+        &format!("crate `{name}` does not have a version `{version}`"),
+    )
 }
 
 fn not_found() -> Response {
@@ -330,7 +333,11 @@ impl FakeCrates {
 
     /// The stored token, if any.
     pub fn token(&self, id: u64) -> Option<FakeToken> {
-        lock(&self.state).tokens.iter().find(|t| t.id == id).cloned()
+        lock(&self.state)
+            .tokens
+            .iter()
+            .find(|t| t.id == id)
+            .cloned()
     }
 
     /// Whether the token exists and is revoked.
@@ -381,8 +388,10 @@ fn version_json(st: &State, krate: &FakeCrate, v: &FakeVersion) -> Value {
     let base = format!("/api/v1/crates/{}/{}", krate.name, v.num);
     let login = |uid: Option<u64>| {
         uid.and_then(|u| st.users.iter().find(|(id, _)| *id == u))
-            .map(|(id, l)| json!({"id": id, "login": l, "name": null, "avatar": null,
-                                  "url": format!("https://github.com/{l}")}))
+            .map(|(id, l)| {
+                json!({"id": id, "login": l, "name": null, "avatar": null,
+                                  "url": format!("https://github.com/{l}")})
+            })
             .unwrap_or(Value::Null)
     };
     let owner = krate.owners.first().copied();
@@ -476,7 +485,10 @@ fn decode_segment(s: &str) -> String {
 }
 
 fn handle(state: &Mutex<State>, req: &Request) -> Response {
-    if req.header("user-agent").is_none_or(|ua| ua.trim().is_empty()) {
+    if req
+        .header("user-agent")
+        .is_none_or(|ua| ua.trim().is_empty())
+    {
         return Response::text(403, "text/plain; charset=utf-8", USER_AGENT_REQUIRED);
     }
     let mut st = lock(state);
@@ -552,7 +564,10 @@ fn get_version(st: &State, name: &str, version: &str) -> Response {
     match find_version(st, name, version) {
         Ok((ci, vi)) => {
             let c = &st.crates[ci];
-            Response::json(200, &json!({"version": version_json(st, c, &c.versions[vi])}))
+            Response::json(
+                200,
+                &json!({"version": version_json(st, c, &c.versions[vi])}),
+            )
         }
         Err(r) => r,
     }
@@ -649,7 +664,10 @@ fn patch_version(st: &mut State, req: &Request, name: &str, version: &str) -> Re
             return err(400, "Cannot set yank message when unyanking");
         }
         if yanked.is_none() && !current {
-            return err(400, "Cannot update yank message for a version that is not yanked");
+            return err(
+                400,
+                "Cannot update yank message for a version that is not yanked",
+            );
         }
     }
     let token_id = match yank_auth(st, req, ci) {
@@ -658,7 +676,10 @@ fn patch_version(st: &mut State, req: &Request, name: &str, version: &str) -> Re
     };
     apply_yank(st, ci, vi, token_id, yanked.unwrap_or(current), message);
     let c = &st.crates[ci];
-    Response::json(200, &json!({"version": version_json(st, c, &c.versions[vi])}))
+    Response::json(
+        200,
+        &json!({"version": version_json(st, c, &c.versions[vi])}),
+    )
 }
 
 fn revoke_current(st: &mut State, req: &Request) -> Response {
@@ -735,7 +756,11 @@ fn revoke_token(st: &mut State, req: &Request, id: &str) -> Response {
     }
     let uid = st.tokens[ti].user_id;
     // crates.io answers `{}` whether or not a token matched.
-    if let Some(t) = st.tokens.iter_mut().find(|t| t.id == id && t.user_id == uid) {
+    if let Some(t) = st
+        .tokens
+        .iter_mut()
+        .find(|t| t.id == id && t.user_id == uid)
+    {
         t.revoked = true;
     }
     Response::json(200, &json!({}))
@@ -799,7 +824,11 @@ fn delete_config(st: &mut State, req: &Request, id: &str) -> Response {
         Ok(t) => t,
         Err(r) => return r,
     };
-    if let Err(r) = check_scopes(&st.tokens[ti], Some("trusted-publishing"), Some(&krate_name)) {
+    if let Err(r) = check_scopes(
+        &st.tokens[ti],
+        Some("trusted-publishing"),
+        Some(&krate_name),
+    ) {
         return r;
     }
     let owner_ok = st

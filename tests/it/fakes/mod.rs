@@ -127,7 +127,8 @@ impl Response {
 
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 }
@@ -293,9 +294,10 @@ impl FakeServer {
     pub fn inject(&self, route: &str, fault: Fault) {
         let pattern = RoutePattern::parse(route);
         let mut faults = lock(&self.shared.faults);
-        match faults.iter_mut().find(|(p, _)| {
-            p.method == pattern.method && p.glob == pattern.glob
-        }) {
+        match faults
+            .iter_mut()
+            .find(|(p, _)| p.method == pattern.method && p.glob == pattern.glob)
+        {
             Some((_, q)) => q.push_back(fault),
             None => faults.push((pattern, VecDeque::from([fault]))),
         }
@@ -354,8 +356,7 @@ async fn serve_connection(
     handler: Arc<dyn Handler>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let req = match tokio::time::timeout(Duration::from_secs(30), read_request(&mut stream)).await
-    {
+    let req = match tokio::time::timeout(Duration::from_secs(30), read_request(&mut stream)).await {
         Ok(Ok(Some(r))) => r,
         Ok(Ok(None)) => return,
         Ok(Err(msg)) => {
