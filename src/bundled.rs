@@ -15,6 +15,18 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
         "npm-account-compromise",
         include_str!("../playbooks/npm-account-compromise.yaml"),
     ),
+    (
+        "crate-compromised-release",
+        include_str!("../playbooks/crate-compromised-release.yaml"),
+    ),
+    (
+        "pypi-compromised-release",
+        include_str!("../playbooks/pypi-compromised-release.yaml"),
+    ),
+    (
+        "image-leaked-secret",
+        include_str!("../playbooks/image-leaked-secret.yaml"),
+    ),
 ];
 
 pub const SCENARIOS: &[(&str, &str)] = &[
@@ -29,6 +41,14 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     (
         "solana-web3js-2024",
         include_str!("../playbooks/scenarios/solana-web3js-2024.yaml"),
+    ),
+    (
+        "ultralytics-2024",
+        include_str!("../playbooks/scenarios/ultralytics-2024.yaml"),
+    ),
+    (
+        "leaked-secret-image",
+        include_str!("../playbooks/scenarios/leaked-secret-image.yaml"),
     ),
 ];
 

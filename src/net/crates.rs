@@ -50,7 +50,10 @@
 //!   "crate_scopes","endpoint_scopes","expired_at"}]}` is **cookie-only on crates.io**: an
 //!   API token gets `403 "this action can only be performed on the crates.io website"`.
 //!   `GET /api/v1/me/tokens/{id}` accepts API tokens and changes nothing: we use it (with
-//!   id 0, which never exists → `404`) to probe whether a token is still accepted.
+//!   id 0, which never exists → `404 "Not Found"`) to probe whether a token is still
+//!   accepted. Endpoints without an endpoint scope (`/tokens/current`, `/me/tokens/*`)
+//!   refuse *scoped* tokens with the scope detail (crates.io's `AuthCheck::default()`): a
+//!   scoped token cannot revoke itself through the API, yet it is alive.
 //! * **Trusted publishing**: `GET /api/v1/trusted_publishing/github_configs?crate=NAME` →
 //!   `{"github_configs":[{"id","crate","repository_owner","repository_owner_id",
 //!   "repository_name","workflow_filename","environment","created_at"}]}` (owners only,
@@ -472,6 +475,30 @@ pub struct GithubConfig {
     pub created_at: Option<String>,
 }
 
+/// What a registry says about a token (see [`CratesClient::token_state`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum TokenState {
+    /// The registry authenticated the token (it is alive). A scoped token refused for
+    /// lack of scope is alive too.
+    Accepted,
+    /// The registry refused the token (401, or 403 other than a scope refusal).
+    Refused { status: u16, detail: String },
+    /// The answer doesn't tell (e.g. a registry without the probe endpoint).
+    Inconclusive { status: u16, detail: String },
+}
+
+/// Classifies a non-2xx answer to the token probe.
+pub fn classify_probe(status: u16, detail: String) -> TokenState {
+    let d = detail.to_ascii_lowercase();
+    match status {
+        // crates.io's `not_found()`: authenticated, then no token 0.
+        404 if detail == "Not Found" => TokenState::Accepted,
+        403 if d.contains("does not have the required permissions") => TokenState::Accepted,
+        401 | 403 => TokenState::Refused { status, detail },
+        _ => TokenState::Inconclusive { status, detail },
+    }
+}
+
 /// Client for one cargo registry web API.
 pub struct CratesClient {
     /// API base, always ending in `/` (a path prefix is kept).
@@ -715,14 +742,16 @@ impl CratesClient {
             .map_err(|e| CratesError::Decode(format!("bad `api_tokens` entry: {e}")))
     }
 
-    /// Whether the registry still accepts `token`: `GET /api/v1/me/tokens/0` (read-only,
-    /// accepts API tokens; id 0 never exists). 2xx/404 → `true`, 401/403 → `false`.
-    pub async fn token_accepted(&self, token: &SecretString) -> Result<bool, CratesError> {
+    /// Whether the registry still accepts `token`, without changing anything:
+    /// `GET /api/v1/me/tokens/0` (crates.io: read-only, open to API tokens; id 0 never
+    /// exists, so a live token gets crates.io's `404 "Not Found"`). See [`TokenState`].
+    /// 429/5xx and transport failures are errors (retry them).
+    pub async fn token_state(&self, token: &SecretString) -> Result<TokenState, CratesError> {
         let rec = RequestRecord::new("GET", self.url("api/v1/me/tokens/0"));
         match self.send_inner(&rec, Some(token)).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(true),
-            Err(e) if e.is_auth_refused() => Ok(false),
+            Ok(_) => Ok(TokenState::Accepted),
+            Err(e) if e.is_transient() => Err(e),
+            Err(CratesError::Api { status, detail, .. }) => Ok(classify_probe(status, detail)),
             Err(e) => Err(e),
         }
     }
@@ -1036,6 +1065,35 @@ mod tests {
         assert_eq!(from.detail(), Some("crate `q` does not exist"));
         assert_eq!(from.retry_after_ms(), Some(5));
         assert!(from.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn token_probe_classification() {
+        let d = |s: &str| s.to_string();
+        assert_eq!(classify_probe(404, d("Not Found")), TokenState::Accepted);
+        assert_eq!(
+            classify_probe(
+                403,
+                d("this token does not have the required permissions to perform this action")
+            ),
+            TokenState::Accepted
+        );
+        assert!(matches!(
+            classify_probe(403, d("authentication failed")),
+            TokenState::Refused { status: 403, .. }
+        ));
+        assert!(matches!(
+            classify_probe(401, d("The given API token does not match the format")),
+            TokenState::Refused { status: 401, .. }
+        ));
+        assert!(matches!(
+            classify_probe(404, d("(empty body)")),
+            TokenState::Inconclusive { status: 404, .. }
+        ));
+        assert!(matches!(
+            classify_probe(405, d("(empty body)")),
+            TokenState::Inconclusive { .. }
+        ));
     }
 
     #[test]

@@ -4,5 +4,11 @@
 //!   ([`http::RequestRecord`]) so rehearsals can record exactly what a live run
 //!   would send, error classification, `Retry-After` parsing and redaction.
 //! * [`npm`] — the npm registry client (npmjs.org, Verdaccio, …).
+//! * [`oci`] — OCI distribution (container registry) client.
+//! * [`crates`] — the cargo registry web API (crates.io or a private registry).
+//! * [`pypi`] — PyPI's JSON and Simple APIs (read-only: PyPI has no yank API).
+pub mod crates;
 pub mod http;
 pub mod npm;
+pub mod oci;
+pub mod pypi;

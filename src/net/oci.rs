@@ -675,9 +675,20 @@ fn host_port(u: &url::Url) -> String {
 /// `pull,push` for PUT/POST/PATCH, `delete` for DELETE. `None` outside `/v2/<name>/…`.
 pub fn predicted_scope(method: &str, path: &str) -> Option<String> {
     let rest = path.strip_prefix("/v2/")?;
-    let markers = ["/manifests/", "/blobs/", "/tags/", "/referrers/"];
-    let end = markers.iter().filter_map(|m| rest.find(m)).min()?;
-    let name = &rest[..end];
+    // Matched from the end: a repository may itself contain `manifests`, `blobs`, …
+    let name = if let Some(n) = rest.strip_suffix("/tags/list") {
+        n
+    } else if let Some(n) = rest.strip_suffix("/blobs/uploads/") {
+        n
+    } else {
+        let (head, _last) = rest.rsplit_once('/')?;
+        let (name, kind) = head.rsplit_once('/')?;
+        match kind {
+            "manifests" | "blobs" | "referrers" => name,
+            "uploads" => name.strip_suffix("/blobs")?,
+            _ => return None,
+        }
+    };
     if name.is_empty() {
         return None;
     }
@@ -2132,6 +2143,27 @@ mod tests {
             Some("repository:a/b:delete")
         );
         assert_eq!(predicted_scope("GET", "/v2/"), None);
+        assert_eq!(
+            predicted_scope("GET", "/v2/team/manifests/blobs/manifests/v1").as_deref(),
+            Some("repository:team/manifests/blobs:pull")
+        );
+        assert_eq!(
+            predicted_scope("POST", "/v2/a/blobs/uploads/").as_deref(),
+            Some("repository:a:pull,push")
+        );
+        assert_eq!(
+            predicted_scope("PUT", "/v2/a/tags/blobs/uploads/u-1").as_deref(),
+            Some("repository:a/tags:pull,push")
+        );
+        assert_eq!(
+            predicted_scope("GET", "/v2/x/y/tags/list").as_deref(),
+            Some("repository:x/y:pull")
+        );
+        assert_eq!(
+            predicted_scope("GET", &format!("/v2/a/referrers/{D1}")).as_deref(),
+            Some("repository:a:pull")
+        );
+        assert_eq!(predicted_scope("GET", "/v2/_catalog"), None);
         assert_eq!(
             next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
             Some("/v2/a/tags/list?n=2&last=b")

@@ -405,7 +405,10 @@ async fn revoking_the_current_token_kills_it() {
     let c = client(s.reg.url(), Some(OWNER_TOKEN));
     let leaked = secret(LEAKED_TOKEN);
 
-    assert!(c.token_accepted(&leaked).await.expect("probe"));
+    assert_eq!(
+        c.token_state(&leaked).await.expect("probe"),
+        TokenState::Accepted
+    );
     let rec = c.revoke_current_request();
     let answer = c.send_with(&rec, &leaked).await.expect("revoke");
     assert!(answer.is_null(), "204 has no body: {answer}");
@@ -420,8 +423,14 @@ async fn revoking_the_current_token_kills_it() {
     assert_eq!(del.len(), 1);
     assert_eq!(del[0].header("authorization"), Some(LEAKED_TOKEN));
 
-    assert!(!c.token_accepted(&leaked).await.expect("probe"));
-    assert!(c.token_accepted(&secret(OWNER_TOKEN)).await.expect("probe"));
+    assert!(matches!(
+        c.token_state(&leaked).await.expect("probe"),
+        TokenState::Refused { status: 403, .. }
+    ));
+    assert_eq!(
+        c.token_state(&secret(OWNER_TOKEN)).await.expect("probe"),
+        TokenState::Accepted
+    );
     let dead = client(s.reg.url(), Some(LEAKED_TOKEN));
     let e = dead.yank("foo", "1.0.0", None).await.expect_err("revoked");
     assert_eq!(e.detail(), Some(AUTH_FAILED));
@@ -431,6 +440,33 @@ async fn revoking_the_current_token_kills_it() {
         .expect_err("again");
     assert!(e.is_auth_refused());
     assert!(!e.to_string().contains(LEAKED_TOKEN));
+
+    // A scoped token is alive, but crates.io refuses to let it revoke itself.
+    let scoped_secret = "cioSCOPEDscopedSCOPEDscoped00005";
+    let scoped = secret(scoped_secret);
+    let id = s.reg.add_scoped_token(
+        s.owner,
+        "yank-only",
+        scoped_secret,
+        Some(&["foo"]),
+        Some(&["yank"]),
+    );
+    assert_eq!(
+        c.token_state(&scoped).await.expect("probe"),
+        TokenState::Accepted
+    );
+    let e = c.send_with(&rec, &scoped).await.expect_err("scoped");
+    assert_eq!(e.detail(), Some(SCOPE_DENIED));
+    assert!(!s.reg.is_revoked(id));
+    // The owner's legacy token revokes it by id.
+    c.send(&c.revoke_token_by_id_request(id))
+        .await
+        .expect("by id");
+    assert!(s.reg.is_revoked(id));
+    assert!(matches!(
+        c.token_state(&scoped).await.expect("probe"),
+        TokenState::Refused { .. }
+    ));
 }
 
 #[tokio::test]
@@ -463,11 +499,10 @@ async fn tokens_by_id_and_listing() {
         .map(|t| t.id)
         .collect();
     assert_eq!(ids, [s.owner_token]);
-    assert!(
-        !c.token_accepted(&secret(LEAKED_TOKEN))
-            .await
-            .expect("probe")
-    );
+    assert!(matches!(
+        c.token_state(&secret(LEAKED_TOKEN)).await.expect("probe"),
+        TokenState::Refused { .. }
+    ));
 
     // crates.io answers `{}` for an id that matches nothing, too.
     let answer = c

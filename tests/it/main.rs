@@ -1,11 +1,14 @@
 //! The single integration-test binary (one link step on 2 cores). Each module exercises
 //! real components: the `recall` binary, SQLite, and a real Verdaccio for npm.
 
+mod fakes;
 mod support;
 
 mod audit;
 mod bad_input;
 mod cli;
 mod crash;
+mod crates_pypi_clients;
 mod npm_live;
 mod npm_unpublish;
+mod oci_registry;

@@ -708,7 +708,7 @@ fn list_tokens(st: &mut State, req: &Request) -> Response {
         .iter()
         .filter(|t| t.user_id == uid && !t.revoked)
         .collect();
-    list.sort_by(|a, b| b.id.cmp(&a.id));
+    list.sort_by_key(|t| std::cmp::Reverse(t.id));
     let list: Vec<Value> = list.into_iter().map(token_json).collect();
     Response::json(200, &json!({"api_tokens": list}))
 }
