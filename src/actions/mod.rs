@@ -6,9 +6,12 @@
 //!
 //! Adding a registry is adding a file here and one line in [`Registry::builtin`].
 
+pub mod crates;
 pub mod incident;
 pub mod kube;
 pub mod npm;
+pub mod oci;
+pub mod pypi;
 pub mod postmortem;
 
 use std::collections::BTreeMap;
@@ -182,7 +185,12 @@ impl Registry {
         let mut r = Self {
             actions: BTreeMap::new(),
         };
-        for a in npm::actions() {
+        for a in npm::actions()
+            .into_iter()
+            .chain(crates::actions())
+            .chain(pypi::actions())
+            .chain(oci::actions())
+        {
             r.add(a);
         }
         r.add(Arc::new(postmortem::Draft));
