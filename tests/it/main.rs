@@ -11,4 +11,5 @@ mod crash;
 mod crates_pypi_clients;
 mod npm_live;
 mod npm_unpublish;
+mod oci_image;
 mod oci_registry;
