@@ -11,8 +11,8 @@ pub mod incident;
 pub mod kube;
 pub mod npm;
 pub mod oci;
-pub mod pypi;
 pub mod postmortem;
+pub mod pypi;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -139,6 +139,11 @@ impl ActionError {
         }
     }
 
+    /// 401/403: the registry refused the credential. Never retried.
+    pub fn is_auth_refused(&self) -> bool {
+        matches!(self, Self::Http(e) if e.is_auth_refused())
+    }
+
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
             Self::Http(e) => e.retry_after_ms(),
@@ -153,6 +158,12 @@ pub trait Action: Send + Sync {
     async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError>;
+
+    /// Where this action's credential comes from (`[npm] token_env = NPM_TOKEN`), named —
+    /// never shown — when a registry refuses it with 401/403.
+    fn credential(&self, _config: &Config, _inputs: &Value) -> Option<String> {
+        None
+    }
 
     /// Why this action cannot run with `config` (say, no cluster configured); a step using
     /// it is then skipped with the reason recorded.

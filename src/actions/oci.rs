@@ -345,6 +345,12 @@ impl Resolve {
 
 #[async_trait]
 impl Action for Resolve {
+    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
+        image_of(inputs)
+            .ok()
+            .map(|img| credential_source(config, &img.host))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &RESOLVE
     }
@@ -367,6 +373,12 @@ pub struct QuarantineTag;
 
 #[async_trait]
 impl Action for QuarantineTag {
+    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
+        image_of(inputs)
+            .ok()
+            .map(|img| credential_source(config, &img.host))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &QUARANTINE
     }
@@ -536,6 +548,12 @@ impl Untag {
 
 #[async_trait]
 impl Action for Untag {
+    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
+        image_of(inputs)
+            .ok()
+            .map(|img| credential_source(config, &img.host))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &UNTAG
     }
@@ -684,6 +702,12 @@ impl ListReferrers {
 
 #[async_trait]
 impl Action for ListReferrers {
+    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
+        image_of(inputs)
+            .ok()
+            .map(|img| credential_source(config, &img.host))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &REFERRERS
     }
@@ -706,6 +730,12 @@ pub struct DeleteManifest;
 
 #[async_trait]
 impl Action for DeleteManifest {
+    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
+        image_of(inputs)
+            .ok()
+            .map(|img| credential_source(config, &img.host))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &DELETE
     }

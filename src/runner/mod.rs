@@ -644,7 +644,12 @@ impl Runner {
                         transient: e.is_transient(),
                         ambiguous: e.is_ambiguous() && inv.mutating,
                         retry_after_ms: e.retry_after_ms(),
-                        error: e.to_string(),
+                        error: match action.credential(&ctx.config, &inv.inputs) {
+                            Some(src) if e.is_auth_refused() => {
+                                format!("{e} — the registry refused the credential from {src}")
+                            }
+                            _ => e.to_string(),
+                        },
                         detail: Value::Null,
                     },
                 };

@@ -105,6 +105,10 @@ impl DistTag {
 
 #[async_trait]
 impl Action for DistTag {
+    fn credential(&self, config: &crate::config::Config, _inputs: &Value) -> Option<String> {
+        Some(super::credential_source(&config.npm))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &DIST_TAG
     }

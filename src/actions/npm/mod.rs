@@ -175,6 +175,15 @@ fn load_token(cfg: &NpmConfig) -> Result<Option<SecretString>, ActionError> {
     }
 }
 
+/// Where Recall's npm token comes from, for 401/403 messages (never the value).
+pub(crate) fn credential_source(cfg: &NpmConfig) -> String {
+    match (&cfg.token_file, &cfg.token_env) {
+        (Some(f), _) => format!("[npm] token_file = {f}"),
+        (None, Some(v)) => format!("[npm] token_env = {v}"),
+        (None, None) => "no npm token configured ([npm] token_env / token_file)".into(),
+    }
+}
+
 /// One client per registry configuration, shared by every attempt (connection reuse).
 fn client(ctx: &ActionCtx) -> Result<Arc<NpmClient>, ActionError> {
     static CLIENTS: OnceLock<Mutex<HashMap<String, Arc<NpmClient>>>> = OnceLock::new();
@@ -315,6 +324,10 @@ impl Deprecate {
 
 #[async_trait]
 impl Action for Deprecate {
+    fn credential(&self, config: &crate::config::Config, _inputs: &Value) -> Option<String> {
+        Some(credential_source(&config.npm))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         if self.undo { &UNDEPRECATE } else { &DEPRECATE }
     }

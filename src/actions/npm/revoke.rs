@@ -88,6 +88,10 @@ impl RevokeToken {
 
 #[async_trait]
 impl Action for RevokeToken {
+    fn credential(&self, config: &crate::config::Config, _inputs: &Value) -> Option<String> {
+        Some(super::credential_source(&config.npm))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &REVOKE
     }

@@ -108,6 +108,10 @@ pub struct Unpublish;
 
 #[async_trait]
 impl Action for Unpublish {
+    fn credential(&self, config: &crate::config::Config, _inputs: &Value) -> Option<String> {
+        Some(super::credential_source(&config.npm))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &UNPUBLISH
     }
@@ -312,6 +316,10 @@ impl RemoveTrustedPublisher {
 
 #[async_trait]
 impl Action for RemoveTrustedPublisher {
+    fn credential(&self, config: &crate::config::Config, _inputs: &Value) -> Option<String> {
+        Some(super::credential_source(&config.npm))
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &REMOVE_TRUST
     }

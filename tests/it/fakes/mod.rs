@@ -8,10 +8,12 @@
 //!
 //! * [`crates`] — a contract fake of the crates.io web API.
 //! * [`pypi`] — a static PyPI (JSON API and Simple API).
+//! * [`proxy`] — a fault-injecting proxy in front of a real registry.
 
 #![allow(dead_code)]
 
 pub mod crates;
+pub mod proxy;
 pub mod pypi;
 
 use std::collections::VecDeque;
