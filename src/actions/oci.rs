@@ -475,6 +475,11 @@ impl Action for QuarantineTag {
 
 pub struct Untag;
 
+/// Is `tag` in the repository's tag list? (A dangling tag is listed but does not resolve.)
+async fn listed(c: &OciClient, repo: &str, tag: &str) -> Result<bool, OciError> {
+    Ok(c.tags(repo).await?.iter().any(|t| t == tag))
+}
+
 /// What the tag points at now, and whether that is one of our untag dummies.
 async fn tag_state(
     c: &OciClient,
@@ -515,6 +520,9 @@ impl Untag {
         };
         let state = tag_state(c, &img.repo, tag).await.map_err(ex)?;
         let Some((current, dummy)) = state else {
+            if listed(c, &img.repo, tag).await.map_err(ex)? {
+                return Ok(None); // dangling: the client re-points and removes it
+            }
             return Ok(Some(ActionOutput::new(
                 json!({ "tag": tag, "removed": false, "method": "already_absent", "previous_digest": null }),
                 format!("{img}:{tag} does not exist; nothing to remove"),
@@ -573,13 +581,16 @@ impl Action for Untag {
             .await
             .map_err(|e| explain(ctx, &img.host, e))?;
         let requests: Vec<Value> = out.sent.iter().map(record_json).collect();
-        // Verify: the tag is gone and the image itself still resolves.
-        if c.head_manifest(&img.repo, &tag)
+        // Verify: the tag is gone (neither resolves nor is listed) and the image itself
+        // still resolves.
+        let ex = |e| explain(ctx, &img.host, e);
+        let still = c
+            .head_manifest(&img.repo, &tag)
             .await
-            .map_err(|e| explain(ctx, &img.host, e))?
+            .map_err(ex)?
             .is_some()
-            && out.dummy_deleted
-        {
+            || listed(&c, &img.repo, &tag).await.map_err(ex)?;
+        if still && out.dummy_deleted {
             return Err(ActionError::Failed(format!(
                 "registry accepted the untag but {img}:{tag} still resolves"
             )));
@@ -659,10 +670,23 @@ impl Action for Untag {
         let img = image_of(inputs)?;
         let tag = str_input(inputs, "tag")?.trim().to_string();
         let c = client(ctx, &img.host)?;
+        let dangling = match listed(&c, &img.repo, &tag).await {
+            Ok(l) => l,
+            Err(e) => {
+                return Ok(Probe::Unknown {
+                    reason: e.to_string(),
+                });
+            }
+        };
         Ok(match tag_state(&c, &img.repo, &tag).await {
+            Ok(None) if dangling => Probe::NotDone {
+                evidence: json!(format!(
+                    "{img}:{tag} no longer resolves but is still listed"
+                )),
+            },
             Ok(None) => Probe::Done {
                 outputs: json!({ "tag": tag, "removed": true, "method": "reconciled", "previous_digest": null }),
-                evidence: json!(format!("{img}:{tag} no longer resolves")),
+                evidence: json!(format!("{img}:{tag} no longer resolves and is not listed")),
             },
             Ok(Some((d, _))) => Probe::NotDone {
                 evidence: json!(format!("{img}:{tag} still points at {d}")),

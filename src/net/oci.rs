@@ -1666,6 +1666,21 @@ impl OciClient {
         validate_tag(tag)?;
         let mut sent = Vec::new();
         let Some(before) = self.head_manifest(repo, tag).await? else {
+            // A tag can dangle: still listed, its manifest gone (distribution 2.8 leaves
+            // this when a DELETE by digest is cut off half-way). Re-point it at a dummy and
+            // delete the dummy, which removes the tag entry for good.
+            if self.tags(repo).await?.iter().any(|t| t == tag) {
+                let (dummy_digest, dummy_deleted) = self
+                    .push_and_delete_dummy(repo, tag, nonce, None, &mut sent)
+                    .await?;
+                return Ok(UntagOutcome {
+                    method: UntagMethod::DummyOverwrite,
+                    previous_digest: None,
+                    dummy_digest: Some(dummy_digest),
+                    dummy_deleted,
+                    sent,
+                });
+            }
             return Ok(UntagOutcome {
                 method: UntagMethod::AlreadyAbsent,
                 previous_digest: None,
@@ -1674,6 +1689,28 @@ impl OciClient {
                 sent,
             });
         };
+        // The dummy is a function of (tag, nonce): an untag interrupted between pushing it
+        // and deleting it (a crash, a timeout) finds the tag on its own dummy and only has
+        // the dummy DELETE left to do.
+        let dummy = dummy_manifest(tag, nonce);
+        let dummy_digest = sha256_digest(dummy.as_bytes());
+        if before.digest == dummy_digest {
+            let del_dummy = self.delete_manifest_request(repo, &dummy_digest)?;
+            sent.push(del_dummy.clone());
+            let dummy_deleted = match self.send(&del_dummy).await {
+                Ok(_) => true,
+                Err(e) if e.status() == Some(404) => true,
+                Err(e) if matches!(e.status(), Some(400 | 405 | 501)) => false,
+                Err(e) => return Err(e),
+            };
+            return Ok(UntagOutcome {
+                method: UntagMethod::DummyOverwrite,
+                previous_digest: None,
+                dummy_digest: Some(dummy_digest),
+                dummy_deleted,
+                sent,
+            });
+        }
         let del = self.delete_manifest_request(repo, tag)?;
         sent.push(del.clone());
         let refusal = match self.send(&del).await {
@@ -1709,16 +1746,33 @@ impl OciClient {
             return Err(refusal);
         }
         tracing::info!(repo, tag, status = ?refusal.status(), "tag DELETE unsupported; overwriting the tag with a dummy");
+        let (dummy_digest, dummy_deleted) = self
+            .push_and_delete_dummy(repo, tag, nonce, Some(&refusal), &mut sent)
+            .await?;
+        Ok(UntagOutcome {
+            method: UntagMethod::DummyOverwrite,
+            previous_digest: Some(before.digest),
+            dummy_digest: Some(dummy_digest),
+            dummy_deleted,
+            sent,
+        })
+    }
 
+    /// The portable untag: ensure the empty config blob, PUT the unique dummy manifest to
+    /// `tag`, then DELETE the dummy by its own (confirmed) digest. Returns the dummy digest
+    /// and whether the registry deleted it. `refusal` is the tag DELETE's answer, quoted
+    /// when the registry refuses the overwrite too.
+    async fn push_and_delete_dummy(
+        &self,
+        repo: &str,
+        tag: &str,
+        nonce: &str,
+        refusal: Option<&OciError>,
+        sent: &mut Vec<RequestRecord>,
+    ) -> Result<(String, bool), OciError> {
         sent.extend(self.ensure_blob(repo, EMPTY_DIGEST, EMPTY_JSON).await?);
         let dummy = dummy_manifest(tag, nonce);
         let dummy_digest = sha256_digest(dummy.as_bytes());
-        if dummy_digest == before.digest {
-            // Cannot happen (the dummy carries our annotations), but never risk it.
-            return Err(OciError::Malformed(format!(
-                "{repo}:{tag} already points at the untag dummy {dummy_digest}"
-            )));
-        }
         let put = self.put_manifest_request(repo, tag, MEDIA_OCI_MANIFEST, &dummy)?;
         sent.push(put.clone());
         let resp = match self.send(&put).await {
@@ -1730,7 +1784,8 @@ impl OciClient {
                     (tag immutability / retention rule) or the credential lacks push \
                     rights: lift the rule or grant push+delete for {repo}, or remove the \
                     tag in the registry's own UI/API, then retry",
-                    delete = status_summary(&refusal),
+                    delete = refusal
+                        .map_or_else(|| "not tried: the tag dangled".to_string(), status_summary),
                     put = status_summary(&e),
                 )));
             }
@@ -1755,13 +1810,7 @@ impl OciClient {
             }
             Err(e) => return Err(e),
         };
-        Ok(UntagOutcome {
-            method: UntagMethod::DummyOverwrite,
-            previous_digest: Some(before.digest),
-            dummy_digest: Some(dummy_digest),
-            dummy_deleted,
-            sent,
-        })
+        Ok((dummy_digest, dummy_deleted))
     }
 
     /// What [`Self::untag`] would send, after read-only lookups (`HEAD` of the tag and of the

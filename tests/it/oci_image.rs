@@ -289,3 +289,90 @@ async fn delete_by_digest_passes_the_gate_or_is_refused_with_the_reason() {
     let passed = events(&tl, "gate.passed");
     assert_eq!(passed[0]["data"]["checks"]["window"]["exempt"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_around_registry_mutations_then_resume_repeats_nothing() {
+    let reg = registry().await;
+    let r = recall(&reg, "");
+    for (point, nth) in [
+        ("after_intent", 1),
+        ("after_call", 1),
+        ("after_call", 2),
+        ("after_result", 2),
+    ] {
+        let repo = format!("crash/{}-{nth}", point.replace('_', "-"));
+        let bad = seed(&reg, &repo, "2.4.0").await;
+        reg.tag(&repo, "latest", &bad.digest).await.expect("tag");
+        seed(&reg, &repo, "2.3.0").await;
+        let image = format!("{}/{repo}", reg.host());
+        let mark = reg.mark();
+        let i = format!("image={image}");
+        let d = format!("digest={}", bad.digest);
+        let run = r.run_env(
+            &[
+                "incident",
+                "start",
+                "--playbook",
+                "image-leaked-secret",
+                "--json",
+                "--param",
+                &i,
+                "--param",
+                &d,
+                "--param",
+                r#"tags=["2.4.0","latest"]"#,
+            ],
+            &[("RECALL_FAILPOINT", &format!("{point}:{nth}"))],
+        );
+        assert_eq!(run.signal, Some(9), "{point}:{nth}: {run:?}");
+        let res = r.run(&["incident", "resume"]);
+        if res.code != Some(0) {
+            let id = res.stdout.lines().next().unwrap_or("").to_string();
+            let tl = r.run(&["timeline", &id, "--format", "md"]);
+            panic!("{point}:{nth} resume: {res:?}\n{}", tl.stdout);
+        }
+        let mut tags = reg.tags(&repo).await.expect("tags");
+        tags.sort();
+        if tags.len() != 2 {
+            let list = r.run(&["incident", "list", "--json"]).json();
+            let id = list
+                .as_array()
+                .and_then(|a| a.first())
+                .map(|i| i["id"].as_str().unwrap_or("").to_string())
+                .unwrap_or_default();
+            let tl = r.run(&["timeline", &id, "--format", "md"]);
+            panic!("{point}:{nth}: {tags:?}\n{}", tl.stdout);
+        }
+        assert_eq!(tags[0], "2.3.0");
+        assert!(tags[1].starts_with("quarantine-"), "{tags:?}");
+        let sent = reg.mutating_requests_since(mark);
+        let puts_to = |t: &str| {
+            sent.iter()
+                .filter(|(m, p)| m == "PUT" && p.ends_with(&format!("/manifests/{t}")))
+                .count()
+        };
+        assert_eq!(
+            puts_to(&tags[1]),
+            1,
+            "{point}:{nth}: quarantine once: {sent:?}"
+        );
+        // One dummy per tag, or two when the kill cut the dummy's DELETE off half-way:
+        // distribution then leaves the tag listed but unresolvable, and the resend
+        // re-points it at the dummy and deletes it again (the only way to clear it).
+        for t in ["2.4.0", "latest"] {
+            let n = puts_to(t);
+            assert!(
+                (1..=2).contains(&n),
+                "{point}:{nth}: {n} dummy PUTs to {t}: {sent:?}"
+            );
+        }
+        assert!(
+            !sent
+                .iter()
+                .any(|(m, p)| m == "DELETE" && p.ends_with(&bad.digest)),
+            "{point}:{nth}: the bad digest itself was deleted: {sent:?}"
+        );
+        let (st, _, _) = reg.get_manifest(&repo, &bad.digest).await.expect("get");
+        assert_eq!(st, 200, "{point}:{nth}: evidence kept");
+    }
+}
