@@ -477,7 +477,7 @@ pub struct Untag;
 
 /// Is `tag` in the repository's tag list? (A dangling tag is listed but does not resolve.)
 async fn listed(c: &OciClient, repo: &str, tag: &str) -> Result<bool, OciError> {
-    Ok(c.tags(repo).await?.iter().any(|t| t == tag))
+    c.tag_listed(repo, tag).await
 }
 
 /// What the tag points at now, and whether that is one of our untag dummies.

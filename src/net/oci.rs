@@ -1669,7 +1669,7 @@ impl OciClient {
             // A tag can dangle: still listed, its manifest gone (distribution 2.8 leaves
             // this when a DELETE by digest is cut off half-way). Re-point it at a dummy and
             // delete the dummy, which removes the tag entry for good.
-            if self.tags(repo).await?.iter().any(|t| t == tag) {
+            if self.tag_listed(repo, tag).await? {
                 let (dummy_digest, dummy_deleted) = self
                     .push_and_delete_dummy(repo, tag, nonce, None, &mut sent)
                     .await?;
@@ -1756,6 +1756,16 @@ impl OciClient {
             dummy_deleted,
             sent,
         })
+    }
+
+    /// Is `tag` in the repository's tag list? A repository the registry does not know has
+    /// no tags. (A dangling tag is listed without resolving.)
+    pub async fn tag_listed(&self, repo: &str, tag: &str) -> Result<bool, OciError> {
+        match self.tags(repo).await {
+            Ok(tags) => Ok(tags.iter().any(|t| t == tag)),
+            Err(OciError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// The portable untag: ensure the empty config blob, PUT the unique dummy manifest to
