@@ -233,3 +233,46 @@ async fn unpublish_is_gated_by_window_approval_and_retention() {
     assert!(s.contains("sox-ledger") && s.contains("retention"), "{s}");
     assert_eq!(versions(&v, "sox-ledger").await, ["3.0.0", "3.0.1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_unpublish_is_reconciled_not_repeated() {
+    let v = Verdaccio::start().await;
+    let t = v.admin_token.clone();
+    for ver in ["1.0.0", "1.0.1"] {
+        v.publish(&t, "crashy", ver).await;
+    }
+    let r = recall(&v);
+    let pb = write_file(r.dir.path(), "unpublish.yaml", PLAYBOOK.as_bytes());
+    let run = start(&r, &pb, "crashy", "1.0.1", false);
+    assert_eq!(run.code, Some(3), "{run:?}");
+    let id = run.id();
+    let mark = v.mark();
+    let a = r.run_env(
+        &[
+            "approve",
+            &id,
+            "unpublish",
+            "--as",
+            "alice",
+            "--reason",
+            "malware",
+        ],
+        &[("RECALL_FAILPOINT", "after_call:1")],
+    );
+    assert_eq!(a.signal, Some(9), "killed right after the unpublish: {a:?}");
+    let res = r.run(&["incident", "resume", &id]);
+    assert_eq!(res.code, Some(0), "{res:?}");
+    assert_eq!(versions(&v, "crashy").await, ["1.0.0"]);
+    let sent = v.mutating_requests_since(mark);
+    assert_eq!(
+        sent.len(),
+        2,
+        "one PUT and one DELETE, never repeated: {sent:?}"
+    );
+    let tl = r.timeline(&id);
+    assert!(
+        kinds(&tl).contains(&"reconcile.done".to_string()),
+        "{:?}",
+        kinds(&tl)
+    );
+}
