@@ -94,10 +94,14 @@ pub enum IncidentCmd {
     },
     /// Pick up interrupted incidents (all unfinished ones, or one).
     Resume { id: Option<String> },
-    /// Answer a step paused because an attempt's effect could not be determined.
+    /// Answer a waiting step: an attempt whose effect could not be determined, or a task
+    /// handed to a person (`--resolution done` is then verified against the registry).
     Resolve {
         id: String,
         step: String,
+        /// Only this item of a fan-out (default: every waiting item of the step).
+        #[arg(long)]
+        item: Option<u32>,
         #[arg(long = "as")]
         actor: String,
         #[arg(long)]
@@ -258,15 +262,80 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
         .collect()
 }
 
-fn report(id: &str, outcome: &DriveOutcome, json: bool) -> u8 {
+/// What people must do for a waiting incident, one line each: approvals, tasks handed to
+/// a person (with their links), attempts whose effect is unknown.
+async fn waiting_on(env: &Env, id: &str) -> Vec<String> {
+    let Ok(Some(run)) = env.store.load(id).await else {
+        return Vec::new();
+    };
+    let events = env.store.events(id).await.unwrap_or_default();
+    let mut lines = Vec::new();
+    for s in &run.steps {
+        let step = &s.step_id;
+        if s.status == "awaiting_approval" {
+            lines.push(format!(
+                "approve `{step}`: recall approve {id} {step} --as WHO --reason TEXT"
+            ));
+            continue;
+        }
+        for t in run.tasks.iter().filter(|t| &t.step_id == step) {
+            let item = t.item_index;
+            match t.status.as_str() {
+                "awaiting_human" => {
+                    let ask = events
+                        .iter()
+                        .rev()
+                        .find(|e| {
+                            e.kind == "human.requested"
+                                && e.step.as_deref() == Some(step)
+                                && e.index == Some(item)
+                        })
+                        .map(|e| e.summary.clone())
+                        .unwrap_or_else(|| "a task for a person".into());
+                    lines.push(format!(
+                        "`{step}` item {item}: {ask}\n    then: recall incident resolve {id} {step} --item {item} --as WHO --reason TEXT --resolution done"
+                    ));
+                }
+                "paused" => lines.push(format!(
+                    "`{step}` item {item}: effect unknown ({}); check, then: recall incident resolve {id} {step} --item {item} --as WHO --reason TEXT --resolution done|retry|fail",
+                    t.error.as_deref().unwrap_or("no answer")
+                )),
+                _ => {}
+            }
+        }
+    }
+    lines
+}
+
+async fn report_for(env: &Env, id: &str, outcome: &DriveOutcome, json: bool) -> u8 {
+    let waiting = match outcome {
+        DriveOutcome::Finished(IncidentStatus::Waiting) => waiting_on(env, id).await,
+        _ => Vec::new(),
+    };
+    report(id, outcome, json, &waiting)
+}
+
+fn report(id: &str, outcome: &DriveOutcome, json: bool, waiting: &[String]) -> u8 {
     let (status, code) = match outcome {
         DriveOutcome::Finished(s) => (s.as_str().to_string(), status_code(*s)),
         DriveOutcome::Elsewhere => ("queued".to_string(), 0),
     };
     if json {
-        out(json!({ "id": id, "status": status }).to_string());
+        let mut v = json!({ "id": id, "status": status });
+        if !waiting.is_empty() {
+            v["waiting_on"] = json!(waiting);
+        }
+        out(v.to_string());
     } else {
         match outcome {
+            DriveOutcome::Finished(IncidentStatus::Waiting) if !waiting.is_empty() => out(format!(
+                "{id}\nwaiting on people:\n{}",
+                waiting
+                    .iter()
+                    .map(|w| format!("  - {w}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )),
             DriveOutcome::Finished(IncidentStatus::Waiting) => out(format!(
                 "{id}\nwaiting on a human: `recall incident show {id}` says which step; approve with `recall approve {id} STEP --as WHO --reason TEXT`"
             )),
@@ -300,7 +369,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             };
             let runner = env.runner();
             let (id, outcome) = runner.start(req).await?;
-            let code = report(&id, &outcome, a.json);
+            let code = report_for(&env, &id, &outcome, a.json).await;
             // Every engine start also picks up incidents a crash left behind.
             match runner.resume_interrupted(&id).await {
                 Ok(resumed) => {
@@ -348,7 +417,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             };
             let mut code = 0;
             for (id, o) in &results {
-                code = code.max(report(id, o, false));
+                code = code.max(report_for(&env, id, o, false).await);
             }
             if results.is_empty() {
                 out("nothing to resume");
@@ -358,6 +427,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Incident(IncidentCmd::Resolve {
             id,
             step,
+            item,
             actor,
             reason,
             resolution,
@@ -367,8 +437,11 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 ResolutionArg::Retry => Resolution::Retry,
                 ResolutionArg::Fail => Resolution::Fail,
             };
-            let o = env.runner().resolve(&id, &step, &actor, r, &reason).await?;
-            Ok(report(&id, &o, false))
+            let o = env
+                .runner()
+                .resolve(&id, &step, item, &actor, r, &reason)
+                .await?;
+            Ok(report_for(&env, &id, &o, false).await)
         }
         Command::Approve(a) => {
             let d = if a.reject {
@@ -387,7 +460,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                     eprintln!("{}: {}", e.kind, e.summary);
                 }
             }
-            Ok(report(&a.id, &o, a.json))
+            Ok(report_for(&env, &a.id, &o, a.json).await)
         }
         Command::Timeline { id, format } => {
             let inc = env

@@ -639,9 +639,11 @@ pub(super) fn on_decision(
     state.dirty.steps.insert(step.to_string());
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn on_resolve(
     state: &mut RunState,
     step: &str,
+    index: Option<u32>,
     actor: &str,
     resolution: Resolution,
     reason: &str,
@@ -657,11 +659,10 @@ pub(super) fn on_resolve(
     };
     let mut n = 0;
     let mut verifying = 0;
-    for t in st
-        .tasks
-        .iter_mut()
-        .filter(|t| t.status == TaskStatus::Paused || t.status == TaskStatus::AwaitingHuman)
-    {
+    for t in st.tasks.iter_mut().filter(|t| {
+        (t.status == TaskStatus::Paused || t.status == TaskStatus::AwaitingHuman)
+            && index.is_none_or(|i| i == t.index)
+    }) {
         n += 1;
         let human = t.status == TaskStatus::AwaitingHuman;
         match (resolution, human, def) {

@@ -272,6 +272,7 @@ fn human_task_is_verified_and_a_false_done_fails_loudly() {
     assert_eq!(st.meta.status, IncidentStatus::Waiting);
     let resolve = |now| Event::Resolve {
         step: "yank".into(),
+        index: None,
         actor: "alice".into(),
         resolution: Resolution::MarkDone,
         reason: "done in the web UI".into(),
@@ -329,6 +330,7 @@ fn human_task_verified_done_succeeds() {
         &mut st,
         Event::Resolve {
             step: "yank".into(),
+            index: None,
             actor: "alice".into(),
             resolution: Resolution::MarkDone,
             reason: String::new(),

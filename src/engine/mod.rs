@@ -69,6 +69,8 @@ pub enum Event {
     /// or a task handed to them (`MarkDone` then verifies it against the registry).
     Resolve {
         step: String,
+        /// One item of a fan-out, or every waiting item of the step.
+        index: Option<u32>,
         actor: String,
         resolution: Resolution,
         reason: String,
@@ -248,12 +250,13 @@ fn apply(state: &mut RunState, event: Event, out: &mut Vec<Command>) -> Millis {
         }
         Event::Resolve {
             step,
+            index,
             actor,
             resolution,
             reason,
             now,
         } => {
-            events::on_resolve(state, &step, &actor, resolution, &reason, now, out);
+            events::on_resolve(state, &step, index, &actor, resolution, &reason, now, out);
             now
         }
     }

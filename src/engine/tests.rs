@@ -366,6 +366,7 @@ fn unknown_probe_pauses_for_a_human() {
         &mut st,
         Event::Resolve {
             step: "a".into(),
+            index: None,
             actor: "alice".into(),
             resolution: Resolution::Retry,
             reason: "checked: not done".into(),

@@ -253,6 +253,7 @@ impl Runner {
         &self,
         id: &str,
         step: &str,
+        index: Option<u32>,
         actor: &str,
         resolution: Resolution,
         reason: &str,
@@ -261,7 +262,7 @@ impl Runner {
             .push_inbox(
                 id,
                 "resolve",
-                &json!({ "step": step, "actor": actor, "resolution": resolution, "reason": reason }),
+                &json!({ "step": step, "index": index, "actor": actor, "resolution": resolution, "reason": reason }),
                 now_ms(),
             )
             .await
@@ -526,6 +527,10 @@ impl Runner {
             }),
             "resolve" => Some(Event::Resolve {
                 step: s("step"),
+                index: p
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .and_then(|i| u32::try_from(i).ok()),
                 actor: s("actor"),
                 resolution: match s("resolution").as_str() {
                     "mark_done" => Resolution::MarkDone,
