@@ -144,8 +144,30 @@ pub fn step_target(uses: &str, tasks: &[TaskState]) -> String {
 
 /// The human part of a target: package@version, digest, token key, whatever the inputs name.
 pub fn describe_inputs(inputs: &Value) -> String {
-    let get = |k: &str| inputs.get(k).and_then(Value::as_str);
-    match (get("package"), get("version"), get("tag")) {
+    let get = |k: &str| {
+        inputs
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let name = get("package").or(get("crate")).or(get("project"));
+    if let Some(image) = get("image") {
+        return match (get("tag"), get("digest").or(get("reference"))) {
+            (Some(t), _) => format!("{image}:{t}"),
+            (None, Some(d)) if d.starts_with("sha256:") => format!("{image}@{d}"),
+            (None, Some(r)) => format!("{image}:{r}"),
+            (None, None) => image.to_string(),
+        };
+    }
+    if name.is_none() && get("token").is_none() {
+        if let Some(env) = get("token_env") {
+            return format!("token from env {env}");
+        }
+        if let Some(id) = get("id") {
+            return format!("token id {id}");
+        }
+    }
+    match (name, get("version"), get("tag")) {
         (Some(p), Some(v), _) => format!("{p}@{v}"),
         (Some(p), None, Some(t)) => format!("{p} dist-tag {t}"),
         (Some(p), None, None) => p.to_string(),

@@ -517,3 +517,33 @@ fn a_step_whose_action_cannot_run_here_is_skipped_with_the_reason() {
     assert_eq!(st.steps["deny"].status, StepStatus::Skipped);
     assert_eq!(invokes(&c), vec![("after".into(), 0, 1)]);
 }
+
+#[test]
+fn targets_read_as_what_they_name() {
+    let d = |v: Value| describe_inputs(&v);
+    assert_eq!(
+        d(json!({ "crate": "serde", "version": "1.0.1" })),
+        "serde@1.0.1"
+    );
+    assert_eq!(
+        d(json!({ "project": "ultralytics", "version": "8.3.41" })),
+        "ultralytics@8.3.41"
+    );
+    assert_eq!(
+        d(json!({ "image": "r.example/app", "tag": "latest", "digest": "sha256:ab" })),
+        "r.example/app:latest"
+    );
+    assert_eq!(
+        d(json!({ "image": "r.example/app", "digest": "sha256:ab" })),
+        "r.example/app@sha256:ab"
+    );
+    assert_eq!(
+        d(json!({ "token_env": "LEAKED", "id": "" })),
+        "token from env LEAKED"
+    );
+    assert_eq!(d(json!({ "token": "a1b2c3", "secret_env": "X" })), "a1b2c3");
+    assert_eq!(
+        d(json!({ "package": "left-pad", "tag": "latest" })),
+        "left-pad dist-tag latest"
+    );
+}
