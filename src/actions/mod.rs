@@ -112,6 +112,10 @@ pub enum ActionError {
     Config(String),
     #[error(transparent)]
     Http(#[from] HttpError),
+    /// A read failed before anything that changes the world was sent: worth retrying when
+    /// the HTTP error is, and never ambiguous (there is no effect to reconcile).
+    #[error(transparent)]
+    Read(HttpError),
     #[error("refused: {0}")]
     Refused(String),
     #[error("{0}")]
@@ -123,7 +127,7 @@ pub enum ActionError {
 impl ActionError {
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Http(e) => e.is_transient(),
+            Self::Http(e) | Self::Read(e) => e.is_transient(),
             Self::Transient(_) => true,
             _ => false,
         }
@@ -141,12 +145,12 @@ impl ActionError {
 
     /// 401/403: the registry refused the credential. Never retried.
     pub fn is_auth_refused(&self) -> bool {
-        matches!(self, Self::Http(e) if e.is_auth_refused())
+        matches!(self, Self::Http(e) | Self::Read(e) if e.is_auth_refused())
     }
 
     pub fn retry_after_ms(&self) -> Option<u64> {
         match self {
-            Self::Http(e) => e.retry_after_ms(),
+            Self::Http(e) | Self::Read(e) => e.retry_after_ms(),
             _ => None,
         }
     }

@@ -510,7 +510,8 @@ fn run_tasks(state: &mut RunState, def: &StepDef, now: Millis, out: &mut Vec<Com
             None,
             if human > 0 {
                 format!(
-                    "waiting for a person: {human} task(s) to do by hand, then `recall incident resolve ID {id} --done` (verified against the registry)"
+                    "waiting for a person: {human} task(s) to do by hand, then `recall incident resolve {} {id} --as WHO --reason TEXT --resolution done` (verified against the registry)",
+                    incident
                 )
             } else {
                 "paused: an attempt's effect is unknown; a person must check and resolve it".into()
