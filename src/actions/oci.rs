@@ -169,6 +169,48 @@ fn digest_input(inputs: &Value) -> Result<String, ActionError> {
     Ok(d)
 }
 
+/// `Action::credential` of every OCI action: the source of the image host's credential.
+fn oci_credential(config: &Config, inputs: &Value) -> Option<String> {
+    image_of(inputs)
+        .ok()
+        .map(|img| credential_source(config, &img.host))
+}
+
+/// The `Action` impl of a read-only action with an inherent `read`: `run` and `plan` are the
+/// same read (reads are allowed in rehearsals), and there is no effect to reconcile.
+macro_rules! read_only_action {
+    ($t:ty, $spec:expr) => {
+        #[async_trait]
+        impl Action for $t {
+            fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
+                oci_credential(config, inputs)
+            }
+            fn spec(&self) -> &'static ActionSpec {
+                &$spec
+            }
+            async fn run(
+                &self,
+                ctx: &ActionCtx,
+                inputs: &Value,
+            ) -> Result<ActionOutput, ActionError> {
+                self.read(ctx, inputs).await
+            }
+            async fn plan(
+                &self,
+                ctx: &ActionCtx,
+                inputs: &Value,
+            ) -> Result<ActionOutput, ActionError> {
+                self.read(ctx, inputs).await
+            }
+            async fn probe(&self, _ctx: &ActionCtx, _inputs: &Value) -> Result<Probe, ActionError> {
+                Ok(Probe::NotDone {
+                    evidence: json!("a read has no effect to reconcile"),
+                })
+            }
+        }
+    };
+}
+
 /// Which configured credential a host uses, for messages (never the value).
 fn credential_source(cfg: &Config, host: &str) -> String {
     match cfg.oci.auth.get(host) {
@@ -343,29 +385,7 @@ impl Resolve {
     }
 }
 
-#[async_trait]
-impl Action for Resolve {
-    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
-        image_of(inputs)
-            .ok()
-            .map(|img| credential_source(config, &img.host))
-    }
-
-    fn spec(&self) -> &'static ActionSpec {
-        &RESOLVE
-    }
-    async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
-        self.read(ctx, inputs).await
-    }
-    async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
-        self.read(ctx, inputs).await
-    }
-    async fn probe(&self, _ctx: &ActionCtx, _inputs: &Value) -> Result<Probe, ActionError> {
-        Ok(Probe::NotDone {
-            evidence: json!("a read has no effect to reconcile"),
-        })
-    }
-}
+read_only_action!(Resolve, RESOLVE);
 
 // ---- oci.quarantine_tag --------------------------------------------------------------
 
@@ -374,9 +394,7 @@ pub struct QuarantineTag;
 #[async_trait]
 impl Action for QuarantineTag {
     fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
-        image_of(inputs)
-            .ok()
-            .map(|img| credential_source(config, &img.host))
+        oci_credential(config, inputs)
     }
 
     fn spec(&self) -> &'static ActionSpec {
@@ -557,9 +575,7 @@ impl Untag {
 #[async_trait]
 impl Action for Untag {
     fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
-        image_of(inputs)
-            .ok()
-            .map(|img| credential_source(config, &img.host))
+        oci_credential(config, inputs)
     }
 
     fn spec(&self) -> &'static ActionSpec {
@@ -724,29 +740,7 @@ impl ListReferrers {
     }
 }
 
-#[async_trait]
-impl Action for ListReferrers {
-    fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
-        image_of(inputs)
-            .ok()
-            .map(|img| credential_source(config, &img.host))
-    }
-
-    fn spec(&self) -> &'static ActionSpec {
-        &REFERRERS
-    }
-    async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
-        self.read(ctx, inputs).await
-    }
-    async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
-        self.read(ctx, inputs).await
-    }
-    async fn probe(&self, _ctx: &ActionCtx, _inputs: &Value) -> Result<Probe, ActionError> {
-        Ok(Probe::NotDone {
-            evidence: json!("a read has no effect to reconcile"),
-        })
-    }
-}
+read_only_action!(ListReferrers, REFERRERS);
 
 // ---- oci.delete_manifest (destructive) -----------------------------------------------
 
@@ -755,9 +749,7 @@ pub struct DeleteManifest;
 #[async_trait]
 impl Action for DeleteManifest {
     fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
-        image_of(inputs)
-            .ok()
-            .map(|img| credential_source(config, &img.host))
+        oci_credential(config, inputs)
     }
 
     fn spec(&self) -> &'static ActionSpec {

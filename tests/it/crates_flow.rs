@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::fakes::Fault;
 use crate::fakes::crates::FakeCrates;
+use crate::support::kinds;
 use crate::support::{Recall, Run, write_file};
 
 const RECALL_TOKEN: &str = "cioRECALLrecallRECALLrecall00001";
@@ -99,17 +100,6 @@ fn events<'a>(tl: &'a Value, kind: &str, step: &str) -> Vec<&'a Value> {
         .map(|a| {
             a.iter()
                 .filter(|e| e["kind"] == kind && e["step"] == step)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn kinds(tl: &Value) -> Vec<String> {
-    tl["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["kind"].as_str().unwrap_or("").to_string())
                 .collect()
         })
         .unwrap_or_default()

@@ -7,9 +7,8 @@
 //! (crates.io and PyPI faults are covered against their contract fakes in `crates_flow` and
 //! `pypi_flow`.)
 
-use serde_json::Value;
-
 use crate::fakes::{Fault, proxy};
+use crate::support::kinds;
 use crate::support::registry::Registry;
 use crate::support::verdaccio::Verdaccio;
 use crate::support::{Recall, Run, write_file};
@@ -33,17 +32,6 @@ fn status(code: u16, retry_after: Option<&str>) -> Fault {
         retry_after: retry_after.map(str::to_string),
         body: r#"{"error":"injected"}"#.into(),
     }
-}
-
-fn kinds(tl: &Value) -> Vec<String> {
-    tl["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["kind"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn count(k: &[String], kind: &str) -> usize {

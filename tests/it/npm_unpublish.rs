@@ -6,6 +6,7 @@
 
 use serde_json::Value;
 
+use crate::support::kinds;
 use crate::support::verdaccio::{Verdaccio, wire_name};
 use crate::support::{Recall, write_file};
 
@@ -67,17 +68,6 @@ fn backdate(v: &Verdaccio, name: &str, version: &str, iso: &str) {
     let mut pk: Value = serde_json::from_str(&text).expect("json");
     pk["time"][version] = Value::String(iso.into());
     std::fs::write(&path, serde_json::to_vec(&pk).expect("ser")).expect("write");
-}
-
-fn kinds(tl: &Value) -> Vec<String> {
-    tl["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["kind"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn event<'a>(tl: &'a Value, kind: &str) -> Option<&'a Value> {

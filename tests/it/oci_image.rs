@@ -8,6 +8,7 @@
 
 use serde_json::Value;
 
+use crate::support::events;
 use crate::support::registry::{Registry, SeededImage};
 use crate::support::{Recall, write_file};
 
@@ -27,13 +28,6 @@ fn recall(reg: &Registry, extra: &str) -> Recall {
 
 async fn seed(reg: &Registry, repo: &str, tag: &str) -> SeededImage {
     reg.seed_image(repo, tag).await.expect("seed image")
-}
-
-fn events<'a>(tl: &'a Value, kind: &str) -> Vec<&'a Value> {
-    tl["events"]
-        .as_array()
-        .map(|a| a.iter().filter(|e| e["kind"] == kind).collect())
-        .unwrap_or_default()
 }
 
 fn start_image(r: &Recall, image: &str, digest: &str, dry: bool) -> crate::support::Run {

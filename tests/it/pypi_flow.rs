@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::fakes::Fault;
 use crate::fakes::pypi::FakePypi;
 use crate::support::{Recall, Run, write_file};
+use crate::support::{events, kinds};
 
 const UPLOADED: &str = "2024-12-04T20:51:05.123456Z";
 const V1: &str = "8.3.41";
@@ -85,24 +86,6 @@ fn resolve_item(r: &Recall, id: &str, item: Option<u32>, resolution: &str) -> Ru
         resolution,
     ]);
     r.run(&args)
-}
-
-fn events<'a>(tl: &'a Value, kind: &str) -> Vec<&'a Value> {
-    tl["events"]
-        .as_array()
-        .map(|a| a.iter().filter(|e| e["kind"] == kind).collect())
-        .unwrap_or_default()
-}
-
-fn kinds(tl: &Value) -> Vec<String> {
-    tl["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| e["kind"].as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn status(r: &Recall, id: &str) -> String {

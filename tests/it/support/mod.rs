@@ -150,3 +150,23 @@ pub fn write_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> String {
     std::fs::write(&p, bytes).expect("write");
     p.display().to_string()
 }
+
+/// The `kind` of every event of a timeline (`recall timeline ID --format json`), in order.
+pub fn kinds(tl: &Value) -> Vec<String> {
+    tl["events"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["kind"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The events of a timeline with this `kind`.
+pub fn events<'a>(tl: &'a Value, kind: &str) -> Vec<&'a Value> {
+    tl["events"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["kind"] == kind).collect())
+        .unwrap_or_default()
+}
