@@ -159,3 +159,28 @@ pub fn scenario(name: &str) -> Result<Scenario, LookupError> {
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actions::Registry;
+
+    /// Every shipped playbook lints clean against the real action catalog, and every
+    /// shipped scenario names a shipped playbook whose params it satisfies.
+    #[test]
+    fn bundled_playbooks_and_scenarios_are_valid() {
+        let registry = Registry::builtin();
+        for (name, text) in PLAYBOOKS {
+            let parsed = crate::playbook::parse(name, text.as_bytes(), &registry);
+            assert!(parsed.is_ok(), "{name}: {:?}", parsed.err());
+        }
+        for (name, _) in SCENARIOS {
+            let sc = scenario(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (file, bytes) = playbook(&sc.playbook).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (pb, _) = crate::playbook::parse(&file, &bytes, &registry)
+                .unwrap_or_else(|d| panic!("{name}: {d}"));
+            let bound = crate::playbook::bind_params(&pb, &sc.raw_params());
+            assert!(bound.is_ok(), "{name}: {:?}", bound.err());
+        }
+    }
+}
