@@ -77,6 +77,9 @@ pub enum Command {
     /// Lint playbooks, print the JSON Schema, list the bundled ones.
     #[command(subcommand)]
     Playbook(PlaybookCmd),
+    /// The SBOM blast-radius index: ingest documents, query which images contain a package.
+    #[command(subcommand)]
+    Sbom(crate::cli_sbom::SbomCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -462,6 +465,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             }
             Ok(report_for(&env, &a.id, &o, a.json).await)
         }
+        Command::Sbom(cmd) => crate::cli_sbom::run(&cmd, env.store.clone(), &env.config).await,
         Command::Timeline { id, format } => {
             let inc = env
                 .store

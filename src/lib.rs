@@ -3,8 +3,10 @@
 //! See `docs/ARCHITECTURE.md` for the code map and the invariants.
 
 pub mod actions;
+pub mod blast;
 pub mod bundled;
 pub mod cli;
+pub mod cli_sbom;
 pub mod config;
 pub mod duration;
 pub mod engine;

@@ -13,6 +13,7 @@ pub mod npm;
 pub mod oci;
 pub mod postmortem;
 pub mod pypi;
+pub mod sbom;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -205,6 +206,7 @@ impl Registry {
             .chain(crates::actions())
             .chain(pypi::actions())
             .chain(oci::actions())
+            .chain(sbom::actions())
         {
             r.add(a);
         }

@@ -241,7 +241,8 @@ fn credential_source(cfg: &Config, host: &str) -> String {
     }
 }
 
-fn load_auth(cfg: &Config, host: &str) -> Result<OciAuth, ActionError> {
+/// The credential configured for a registry host (`[oci.auth."host"]`), anonymous if none.
+pub(crate) fn load_auth(cfg: &Config, host: &str) -> Result<OciAuth, ActionError> {
     let Some(a) = cfg.oci.auth.get(host) else {
         return Ok(OciAuth::Anonymous);
     };

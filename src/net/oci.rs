@@ -1437,6 +1437,37 @@ impl OciClient {
         }
     }
 
+    /// The bytes of a blob (as text: SBOMs, attestations and configs are JSON), refused
+    /// when larger than `max_bytes` or when they do not hash to `digest`.
+    pub async fn blob_text(
+        &self,
+        repo: &str,
+        digest: &str,
+        max_bytes: usize,
+    ) -> Result<String, OciError> {
+        validate_repo(repo)?;
+        validate_digest(digest)?;
+        let rec = RequestRecord::new("GET", self.url(&format!("v2/{repo}/blobs/{digest}")))
+            .with_header("accept", "*/*");
+        let resp = self
+            .send(&rec)
+            .await
+            .map_err(|e| not_found(e, repo, digest))?;
+        if resp.body.len() > max_bytes {
+            return Err(OciError::Malformed(format!(
+                "blob {digest} is {} bytes, over the {max_bytes}-byte limit",
+                resp.body.len()
+            )));
+        }
+        let got = sha256_digest(resp.body.as_bytes());
+        if got != digest {
+            return Err(OciError::Malformed(format!(
+                "blob {digest} hashes to {got}: refusing content that is not what was asked for"
+            )));
+        }
+        Ok(resp.body)
+    }
+
     /// Every tag of `repo`, sorted, following `Link: <…>; rel="next"` pages (same origin
     /// only). An unknown repository is [`OciError::NotFound`].
     pub async fn tags(&self, repo: &str) -> Result<Vec<String>, OciError> {

@@ -2,6 +2,7 @@
 //! the runner. SQL is written to port: `$n` placeholders, `ON CONFLICT` upserts, BIGINT
 //! milliseconds, JSON as TEXT.
 
+mod sbom;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use serde_json::Value;
 use crate::engine::{Approval, Dirty, Entry, RunState};
 use crate::timeline;
 
+pub use sbom::{SbomDocInfo, SbomDocRow, SbomStats, SbomStore};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -303,7 +305,7 @@ pub struct NewIncident {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: SbomStore + Send + Sync {
     /// Insert a new incident with its pinned playbook and the first transition.
     async fn create_incident(&self, incident: NewIncident, first: Prepared) -> Result<()>;
     /// Commit transitions (of one or several incidents) in one transaction: group commit.

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "human_tasks",
         include_str!("../../migrations/sqlite/0002_human_tasks.sql"),
     ),
+    (
+        3,
+        "sbom_index",
+        include_str!("../../migrations/sqlite/0003_sbom_index.sql"),
+    ),
 ];
 
 /// Rows per multi-row INSERT (15 columns x 64 rows stays far below SQLite's variable limit).
@@ -103,7 +108,7 @@ impl SqliteStore {
         self.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+    pub(super) async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 

@@ -17,3 +17,4 @@ mod npm_unpublish;
 mod oci_image;
 mod oci_registry;
 mod pypi_flow;
+mod sbom;
