@@ -213,14 +213,23 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let docs = tmp.path().join("sboms");
-    std::fs::create_dir_all(&docs).expect("dir");
-    println!("generating {count} CycloneDX SBOMs (500-2,000 components each)...");
-    let (bytes, gen_s) = generate(&docs, count);
-    println!(
-        "  {:.0} MiB in {gen_s:.1}s",
-        bytes as f64 / (1024.0 * 1024.0)
-    );
+    // RECALL_BENCH_DIR keeps the generated fleet between runs (generation is deterministic).
+    let docs = match std::env::var_os("RECALL_BENCH_DIR") {
+        Some(d) => PathBuf::from(d).join(format!("fleet-{count}")),
+        None => tmp.path().join("sboms"),
+    };
+    let ready = docs.join(format!("sbom-{:05}.cdx.json", count.saturating_sub(1)));
+    if ready.exists() {
+        println!("reusing {count} generated SBOMs in {}", docs.display());
+    } else {
+        std::fs::create_dir_all(&docs).expect("dir");
+        println!("generating {count} CycloneDX SBOMs (500-2,000 components each)...");
+        let (bytes, gen_s) = generate(&docs, count);
+        println!(
+            "  {:.0} MiB in {gen_s:.1}s",
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

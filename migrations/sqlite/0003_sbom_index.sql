@@ -12,11 +12,17 @@ CREATE TABLE sbom_docs (
     format       TEXT NOT NULL,           -- cyclonedx-json, cyclonedx-xml, spdx-json
     spec_version TEXT NOT NULL,
     components   BIGINT NOT NULL,
-    ingested_at  BIGINT NOT NULL,
-    graph        BLOB NOT NULL            -- component version ids, roots, edges (varints)
+    ingested_at  BIGINT NOT NULL
 );
 CREATE INDEX sbom_docs_subject ON sbom_docs (subject);
 CREATE INDEX sbom_docs_digest ON sbom_docs (digest);
+
+-- A document's dependency graph (component version ids, roots, edges as varints), read
+-- only to explain a hit; apart from the documents so their rows stay small and dense.
+CREATE TABLE sbom_graphs (
+    doc_id BIGINT PRIMARY KEY,
+    graph  BLOB NOT NULL
+);
 
 -- Package identities (`npm/@babel/core`, `pypi/django`), as normalised purl keys.
 CREATE TABLE sbom_packages (

@@ -69,8 +69,61 @@ pub struct PreparedDoc {
     pub edges: Vec<(u32, u32)>,
 }
 
-/// A normalised component: `(package key, ecosystem, version)`, shared between documents.
-pub type Norm = (Arc<str>, Arc<str>, Arc<str>);
+/// A normalised component, shared between the documents of a worker: package key,
+/// ecosystem, version, and a hash of (key, version) computed once, so the committer's
+/// lookups (millions per fleet) never hash strings again.
+#[derive(Debug)]
+pub struct NormInner {
+    pub key: Arc<str>,
+    pub ecosystem: Arc<str>,
+    pub version: Arc<str>,
+    hash: u64,
+}
+
+pub type Norm = Arc<NormInner>;
+
+fn norm(key: &str, ecosystem: &str, version: &str) -> Norm {
+    // FNV-1a over key, a separator no key contains, and version.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain([0xff]).chain(version.bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Arc::new(NormInner {
+        key: Arc::from(key),
+        ecosystem: Arc::from(ecosystem),
+        version: Arc::from(version),
+        hash: h,
+    })
+}
+
+impl NormInner {
+    fn same(&self, other: &NormInner) -> bool {
+        self.key == other.key && self.version == other.version
+    }
+}
+
+/// A hasher for keys that already are hashes (or small ids): no re-hashing.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.0 = (v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
 
 /// Per-thread normalisation cache: the same purl string appears in thousands of documents.
 #[derive(Default)]
@@ -93,11 +146,7 @@ impl Normaliser {
             } else {
                 let parsed = Purl::parse(p).ok().map(|pu| {
                     let version = pu.version.clone().or_else(|| c.version.clone());
-                    (
-                        Arc::<str>::from(pu.package_key()),
-                        Arc::<str>::from(pu.ty.as_str()),
-                        Arc::<str>::from(version.unwrap_or_default()),
-                    )
+                    norm(&pu.package_key(), &pu.ty, &version.unwrap_or_default())
                 });
                 self.purls.insert(p.clone(), parsed.clone());
                 if let Some(v) = parsed {
@@ -128,11 +177,7 @@ impl Normaliser {
         } else {
             purl::package_key(&k.0, (!k.1.is_empty()).then_some(k.1.as_str()), &k.2)
         };
-        let v = (
-            Arc::<str>::from(key),
-            Arc::<str>::from(k.0.as_str()),
-            Arc::<str>::from(k.3.as_str()),
-        );
+        let v = norm(&key, &k.0, &k.3);
         self.names.insert(k, v.clone());
         v
     }
@@ -231,7 +276,8 @@ pub struct IngestReport {
 pub struct Ingester {
     store: Arc<dyn Store>,
     packages: HashMap<Arc<str>, i64>,
-    versions: HashMap<(Arc<str>, Arc<str>), i64>,
+    /// By the components' precomputed hash; a short chain on the (rare) collision.
+    versions: IdMap<u64, Vec<(Norm, i64)>>,
     pub report: IngestReport,
     started: Instant,
 }
@@ -241,10 +287,18 @@ impl Ingester {
         Self {
             store,
             packages: HashMap::new(),
-            versions: HashMap::new(),
+            versions: IdMap::default(),
             report: IngestReport::default(),
             started: Instant::now(),
         }
+    }
+
+    fn version_id(&self, n: &Norm) -> Option<i64> {
+        self.versions
+            .get(&n.hash)?
+            .iter()
+            .find(|(m, _)| Arc::ptr_eq(m, n) || m.same(n))
+            .map(|(_, id)| *id)
     }
 
     pub fn reject(&mut self, source: &str, reason: String) {
@@ -276,13 +330,13 @@ impl Ingester {
                 return Ok(());
             }
             self.intern(&batch).await?;
-            let mut postings: HashMap<i64, Vec<u32>> = HashMap::new();
+            let mut postings: IdMap<i64, Vec<u32>> = IdMap::default();
             let mut rows = Vec::with_capacity(batch.len());
             for (i, d) in batch.iter().enumerate() {
                 let mut versions = Vec::with_capacity(d.components.len());
-                for (k, _, v) in &d.components {
-                    let id = *self.versions.get(&(k.clone(), v.clone())).ok_or_else(|| {
-                        BlastError::Corrupt(format!("version {k}@{v} not interned"))
+                for n in &d.components {
+                    let id = self.version_id(n).ok_or_else(|| {
+                        BlastError::Corrupt(format!("version {}@{} not interned", n.key, n.version))
                     })?;
                     versions.push(id);
                     postings.entry(id).or_default().push(i as u32);
@@ -324,14 +378,15 @@ impl Ingester {
 
     async fn intern(&mut self, batch: &[PreparedDoc]) -> Result<(), BlastError> {
         let mut pkgs: BTreeMap<Arc<str>, Arc<str>> = BTreeMap::new();
-        let mut vers: BTreeSet<(Arc<str>, Arc<str>)> = BTreeSet::new();
+        let mut vers: BTreeMap<(Arc<str>, Arc<str>), Norm> = BTreeMap::new();
         for d in batch {
-            for (k, e, v) in &d.components {
-                if !self.versions.contains_key(&(k.clone(), v.clone())) {
-                    if !self.packages.contains_key(k) {
-                        pkgs.insert(k.clone(), e.clone());
+            for n in &d.components {
+                if self.version_id(n).is_none() {
+                    if !self.packages.contains_key(&n.key) {
+                        pkgs.insert(n.key.clone(), n.ecosystem.clone());
                     }
-                    vers.insert((k.clone(), v.clone()));
+                    vers.entry((n.key.clone(), n.version.clone()))
+                        .or_insert_with(|| n.clone());
                 }
             }
         }
@@ -343,7 +398,7 @@ impl Ingester {
             .map(|(k, e)| (k.to_string(), e.to_string()))
             .collect();
         let v: Vec<(String, String)> = vers
-            .iter()
+            .keys()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let (pids, vids) = self.store.sbom_intern(&p, &v).await?;
@@ -351,8 +406,12 @@ impl Ingester {
             self.packages.insert(Arc::from(k.as_str()), id);
         }
         for ((k, v), id) in vids {
-            self.versions
-                .insert((Arc::from(k.as_str()), Arc::from(v.as_str())), id);
+            if let Some(n) = vers.get(&(Arc::from(k.as_str()), Arc::from(v.as_str()))) {
+                self.versions
+                    .entry(n.hash)
+                    .or_default()
+                    .push((n.clone(), id));
+            }
         }
         Ok(())
     }
@@ -634,47 +693,60 @@ pub async fn query(
     });
     let vid_to_version: HashMap<i64, String> = matched.iter().cloned().collect();
     let vids: Vec<i64> = matched.iter().map(|(i, _)| *i).collect();
-    let mut doc_versions: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    // (document, version) pairs from the posting lists, grouped by document.
+    let mut pairs: Vec<(i64, i64)> = Vec::new();
     let mut ids = Vec::new();
     for (vid, seg, blob) in store.sbom_postings(&vids).await? {
         ids.clear();
         index::decode_postings(seg, &blob, &mut ids)
             .ok_or_else(|| BlastError::Corrupt(format!("posting list of version {vid}")))?;
-        for d in &ids {
-            doc_versions.entry(*d).or_default().insert(vid);
-        }
+        pairs.extend(ids.iter().map(|d| (*d, vid)));
     }
-    let doc_ids: Vec<i64> = doc_versions.keys().copied().collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut doc_ids: Vec<i64> = pairs.iter().map(|(d, _)| *d).collect();
+    doc_ids.dedup();
     let docs: Vec<SbomDocInfo> = store.sbom_docs(&doc_ids).await?;
     let mut hits = Vec::with_capacity(docs.len());
     let mut label_cache: HashMap<i64, (String, String)> = HashMap::new();
-    for (n, d) in docs.iter().enumerate() {
-        let vs = doc_versions.get(&d.id).cloned().unwrap_or_default();
-        let mut hit = Hit {
-            subject: d.subject.clone(),
-            digest: d.digest.clone(),
-            source: d.source.clone(),
-            document: d.sha256.clone(),
+    let mut at = 0usize;
+    for (n, d) in docs.into_iter().enumerate() {
+        // Both lists are sorted by document id: walk them together.
+        while at < pairs.len() && pairs[at].0 < d.id {
+            at += 1;
+        }
+        let mut vs = BTreeSet::new();
+        while at < pairs.len() && pairs[at].0 == d.id {
+            vs.insert(pairs[at].1);
+            at += 1;
+        }
+        let (path, direct) = if n < paths_limit {
+            explain(store, &d, &vs, &mut label_cache).await?
+        } else {
+            (Vec::new(), None)
+        };
+        hits.push(Hit {
             versions: vs
                 .iter()
                 .filter_map(|v| vid_to_version.get(v).cloned())
                 .collect(),
-            path: Vec::new(),
-            direct: None,
-        };
-        if n < paths_limit {
-            let (path, direct) = explain(store, d, &vs, &mut label_cache).await?;
-            hit.path = path;
-            hit.direct = direct;
-        }
-        hits.push(hit);
+            subject: d.subject,
+            digest: d.digest,
+            source: d.source,
+            document: d.sha256,
+            path,
+            direct,
+        });
     }
-    let images: BTreeSet<String> = hits.iter().map(|h| h.subject.clone()).collect();
+    let mut images: Vec<&str> = hits.iter().map(|h| h.subject.as_str()).collect();
+    images.sort_unstable();
+    images.dedup();
+    let images: Vec<String> = images.into_iter().map(str::to_string).collect();
     Ok(Answer {
         package: p.to_canonical(),
         query: described,
         matched_versions: matched.into_iter().map(|(_, v)| v).collect(),
-        images: images.into_iter().collect(),
+        images,
         paths_truncated: hits.len() > paths_limit,
         hits,
     })

@@ -80,6 +80,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
     let mut phase_last: BTreeMap<&'static str, i64> = BTreeMap::new();
     let mut findings = Vec::new();
     let mut would_send = Vec::new();
+    let mut blast_radius = Vec::new();
     let mut tasks: Vec<_> = run.tasks.iter().collect();
     tasks.sort_by_key(|t| {
         (
@@ -137,6 +138,27 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
             let e = phase_last.entry(phase).or_insert(f);
             *e = (*e).max(f);
         }
+        if uses == "sbom.blast_radius" && t.status == "succeeded" {
+            let o = &t.outputs;
+            let images: Vec<Value> = o
+                .get("images")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().take(50).cloned().collect())
+                .unwrap_or_default();
+            blast_radius.push(json!({
+                "step": t.step_id,
+                "query": crate::engine::describe_inputs(&t.inputs),
+                "purl": t.inputs.get("purl").cloned().unwrap_or(Value::Null),
+                "count": o.get("count").cloned().unwrap_or(json!(0)),
+                "matched_versions": o.get("matched_versions").cloned().unwrap_or(json!([])),
+                "images": images,
+                "more": o.get("count").and_then(Value::as_u64).unwrap_or(0).saturating_sub(50),
+                "paths": o.get("paths").cloned().unwrap_or(json!([])),
+                "answer_sha256": o.get("answer_sha256").cloned().unwrap_or(Value::Null),
+                "artifact": o.get("artifact").cloned().unwrap_or(Value::Null),
+                "running": o.get("running_note").cloned().unwrap_or(Value::Null),
+            }));
+        }
         actions.push(json!({
             "step": t.step_id,
             "uses": uses,
@@ -193,6 +215,12 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
                 .unwrap_or_else(|| s.status.clone());
             json!({ "step": s.step_id, "status": s.status, "why": why })
         })
+        .chain(
+            // Deletions the gate refused: deliberately not done, with the gate's reasons.
+            events.iter().filter(|e| e.kind == "gate.refused").map(|e| {
+                json!({ "step": e.step.clone().unwrap_or_default(), "status": "refused by the deletion gate", "why": e.summary })
+            }),
+        )
         .collect();
     let timeline: Vec<Value> = events
         .iter()
@@ -241,6 +269,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         "not_done": not_done,
         "findings": findings,
         "would_send": would_send,
+        "blast_radius": blast_radius,
         "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
         "phases": phases,
         "timeline": timeline,

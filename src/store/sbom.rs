@@ -28,7 +28,7 @@ pub struct SbomDocRow {
     pub graph: Vec<u8>,
 }
 
-/// A stored document, without its graph.
+/// What a query needs of a stored document.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct SbomDocInfo {
     pub id: i64,
@@ -36,10 +36,6 @@ pub struct SbomDocInfo {
     pub subject: String,
     pub digest: Option<String>,
     pub source: String,
-    pub format: String,
-    pub spec_version: String,
-    pub components: i64,
-    pub ingested_at: i64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
@@ -121,77 +117,72 @@ impl SbomStore for SqliteStore {
         packages: &[(String, String)],
         versions: &[(String, String)],
     ) -> Result<(HashMap<String, i64>, HashMap<(String, String), i64>)> {
+        // Set-based statements over JSON parameters: one INSERT and one indexed SELECT per
+        // table, whatever the number of keys (a chunked `IN (VALUES …)` scanned the table).
         let mut tx = self.begin().await?;
-        let mut pkg_ids: HashMap<String, i64> = HashMap::new();
-        let mut keys: Vec<(&str, &str)> = packages
+        let mut keys: Vec<(&str, String)> = packages
             .iter()
-            .map(|(k, e)| (k.as_str(), e.as_str()))
-            .chain(versions.iter().map(|(k, _)| (k.as_str(), "")))
+            .map(|(k, e)| (k.as_str(), e.clone()))
+            .chain(
+                versions
+                    .iter()
+                    .map(|(k, _)| (k.as_str(), k.split('/').next().unwrap_or("").to_string())),
+            )
             .collect();
-        keys.sort_unstable();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         keys.dedup_by(|a, b| a.0 == b.0);
-        for chunk in keys.chunks(CHUNK) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO sbom_packages (key, ecosystem) ");
-            q.push_values(chunk, |mut b, (k, e)| {
-                let eco = if e.is_empty() {
-                    k.split('/').next().unwrap_or("")
-                } else {
-                    e
-                };
-                b.push_bind(*k).push_bind(eco.to_string());
-            });
-            q.push(" ON CONFLICT (key) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("SELECT id, key FROM sbom_packages WHERE key IN (");
-            let mut sep = q.separated(", ");
-            for (k, _) in chunk {
-                sep.push_bind(*k);
-            }
-            q.push(")");
-            for r in q.build().fetch_all(&mut *tx).await? {
-                pkg_ids.insert(r.try_get("key")?, r.try_get("id")?);
-            }
-        }
-        let mut ver_ids: HashMap<(String, String), i64> = HashMap::new();
-        let mut wanted: Vec<(i64, &str, &str)> = Vec::with_capacity(versions.len());
+        let pk_json = serde_json::to_string(&keys).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO sbom_packages (key, ecosystem)
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1) WHERE true
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(&pk_json)
+        .execute(&mut *tx)
+        .await?;
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(p.id, p.key))
+             FROM json_each($1) j CROSS JOIN sbom_packages p ON p.key = json_extract(j.value, '$[0]')",
+        )
+        .bind(&pk_json)
+        .fetch_one(&mut *tx)
+        .await?;
+        let pk_rows: Vec<(i64, String)> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+            .map_err(|e| corrupt(format!("package ids: {e}")))?;
+        let pkg_ids: HashMap<String, i64> = pk_rows.into_iter().map(|(id, k)| (k, id)).collect();
+        let mut wanted: Vec<(i64, &str)> = Vec::with_capacity(versions.len());
         for (k, v) in versions {
             let pid = *pkg_ids
                 .get(k)
                 .ok_or_else(|| corrupt(format!("package `{k}` not interned")))?;
-            wanted.push((pid, k.as_str(), v.as_str()));
+            wanted.push((pid, v.as_str()));
         }
         wanted.sort_unstable();
         wanted.dedup();
-        for chunk in wanted.chunks(CHUNK / 2) {
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO sbom_versions (package_id, version) ");
-            q.push_values(chunk, |mut b, (pid, _, v)| {
-                b.push_bind(*pid).push_bind(*v);
-            });
-            q.push(" ON CONFLICT (package_id, version) DO NOTHING");
-            q.build().execute(&mut *tx).await?;
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT id, package_id, version FROM sbom_versions WHERE (package_id, version) IN (VALUES ",
-            );
-            let mut sep = q.separated(", ");
-            for (pid, _, v) in chunk {
-                sep.push("(");
-                sep.push_bind_unseparated(*pid);
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(*v);
-                sep.push_unseparated(")");
-            }
-            q.push(")");
-            let by_pid: HashMap<(i64, &str), &str> =
-                chunk.iter().map(|(p, k, v)| ((*p, *v), *k)).collect();
-            for r in q.build().fetch_all(&mut *tx).await? {
-                let pid: i64 = r.try_get("package_id")?;
-                let v: String = r.try_get("version")?;
-                if let Some(k) = by_pid.get(&(pid, v.as_str())) {
-                    ver_ids.insert((k.to_string(), v), r.try_get("id")?);
-                }
+        let v_json = serde_json::to_string(&wanted).unwrap_or_else(|_| "[]".into());
+        sqlx::query(
+            "INSERT INTO sbom_versions (package_id, version)
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each($1) WHERE true
+             ON CONFLICT (package_id, version) DO NOTHING",
+        )
+        .bind(&v_json)
+        .execute(&mut *tx)
+        .await?;
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(v.id, v.package_id, v.version))
+             FROM json_each($1) j CROSS JOIN sbom_versions v
+               ON v.package_id = json_extract(j.value, '$[0]') AND v.version = json_extract(j.value, '$[1]')",
+        )
+        .bind(&v_json)
+        .fetch_one(&mut *tx)
+        .await?;
+        let v_rows: Vec<(i64, i64, String)> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+            .map_err(|e| corrupt(format!("version ids: {e}")))?;
+        let key_of: HashMap<i64, &str> = pkg_ids.iter().map(|(k, id)| (*id, k.as_str())).collect();
+        let mut ver_ids: HashMap<(String, String), i64> = HashMap::with_capacity(v_rows.len());
+        for (id, pid, v) in v_rows {
+            if let Some(k) = key_of.get(&pid) {
+                ver_ids.insert((k.to_string(), v), id);
             }
         }
         tx.commit().await?;
@@ -232,7 +223,7 @@ impl SbomStore for SqliteStore {
             .collect();
         for chunk in rows.chunks(64) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO sbom_docs (id, sha256, subject, digest, source, format, spec_version, components, ingested_at, graph) ",
+                "INSERT INTO sbom_docs (id, sha256, subject, digest, source, format, spec_version, components, ingested_at) ",
             );
             q.push_values(chunk, |mut b, (id, d)| {
                 b.push_bind(*id)
@@ -243,8 +234,13 @@ impl SbomStore for SqliteStore {
                     .push_bind(d.format.as_str())
                     .push_bind(d.spec_version.as_str())
                     .push_bind(d.components)
-                    .push_bind(d.ingested_at)
-                    .push_bind(d.graph.as_slice());
+                    .push_bind(d.ingested_at);
+            });
+            q.build().execute(&mut *tx).await?;
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO sbom_graphs (doc_id, graph) ");
+            q.push_values(chunk, |mut b, (id, d)| {
+                b.push_bind(*id).push_bind(d.graph.as_slice());
             });
             q.build().execute(&mut *tx).await?;
         }
@@ -275,55 +271,52 @@ impl SbomStore for SqliteStore {
     }
 
     async fn sbom_postings(&self, version_ids: &[i64]) -> Result<Vec<(i64, i64, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for chunk in version_ids.chunks(CHUNK) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT version_id, segment, docs FROM sbom_postings WHERE version_id IN (",
-            );
-            let mut sep = q.separated(", ");
-            for v in chunk {
-                sep.push_bind(*v);
-            }
-            q.push(")");
-            for r in q.build().fetch_all(self.pool()).await? {
-                out.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?));
-            }
-        }
-        Ok(out)
+        // One statement for any number of ids: the list travels as one JSON parameter.
+        let list = serde_json::to_string(version_ids).unwrap_or_else(|_| "[]".into());
+        let rows = sqlx::query(
+            "SELECT version_id, segment, docs FROM sbom_postings
+             WHERE version_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(list)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
     }
 
     async fn sbom_docs(&self, ids: &[i64]) -> Result<Vec<SbomDocInfo>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(CHUNK) {
-            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT id, sha256, subject, digest, source, format, spec_version, components, ingested_at FROM sbom_docs WHERE id IN (",
-            );
-            let mut sep = q.separated(", ");
-            for v in chunk {
-                sep.push_bind(*v);
-            }
-            q.push(")");
-            for r in q.build().fetch_all(self.pool()).await? {
-                out.push(SbomDocInfo {
-                    id: r.try_get(0)?,
-                    sha256: r.try_get(1)?,
-                    subject: r.try_get(2)?,
-                    digest: r.try_get(3)?,
-                    source: r.try_get(4)?,
-                    format: r.try_get(5)?,
-                    spec_version: r.try_get(6)?,
-                    components: r.try_get(7)?,
-                    ingested_at: r.try_get(8)?,
-                });
-            }
-        }
+        // One statement and one result row for any number of ids: the list goes in as a
+        // JSON parameter and the documents come back as one JSON array. Per-row overhead
+        // (the driver's, several µs) would otherwise dominate a 10,000-image answer.
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let text: Option<String> = sqlx::query_scalar(
+            "SELECT json_group_array(json_array(d.id, d.sha256, d.subject, d.digest, d.source))
+             FROM json_each($1) j CROSS JOIN sbom_docs d ON d.id = j.value",
+        )
+        .bind(list)
+        .fetch_one(self.pool())
+        .await?;
+        type Tuple = (i64, String, String, Option<String>, String);
+        let rows: Vec<Tuple> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
+            .map_err(|e| corrupt(format!("document list: {e}")))?;
+        let mut out: Vec<SbomDocInfo> = rows
+            .into_iter()
+            .map(|(id, sha256, subject, digest, source)| SbomDocInfo {
+                id,
+                sha256,
+                subject,
+                digest,
+                source,
+            })
+            .collect();
         out.sort_by_key(|d| d.id);
         Ok(out)
     }
 
     async fn sbom_graph(&self, id: i64) -> Result<Option<Vec<u8>>> {
         Ok(
-            sqlx::query_scalar("SELECT graph FROM sbom_docs WHERE id = $1")
+            sqlx::query_scalar("SELECT graph FROM sbom_graphs WHERE doc_id = $1")
                 .bind(id)
                 .fetch_optional(self.pool())
                 .await?,
