@@ -207,6 +207,12 @@ async fn unpublish_is_gated_by_window_approval_and_retention() {
     let refused = event(&tl, "gate.refused").expect("refusal recorded");
     let s = refused["summary"].as_str().unwrap_or("");
     assert!(s.contains("window") && s.contains("72h"), "{s}");
+    let pm = r.run(&["postmortem", &id]);
+    assert!(
+        pm.stdout.contains("refused by the deletion gate") && pm.stdout.contains("72h"),
+        "the postmortem says what was deliberately not done:\n{}",
+        pm.stdout
+    );
 
     // A compliance class: refused outright, naming the rule.
     let mark = v.mark();

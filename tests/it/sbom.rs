@@ -419,6 +419,17 @@ async fn blast_radius_action_records_the_answer_digest_and_stores_the_list() {
             .expect("stored");
         let full: Value = serde_json::from_str(&art).expect("json");
         assert_eq!(full["images"].as_array().map(Vec::len), Some(1));
+        let pm = r.run(&["postmortem", &id]);
+        assert_eq!(pm.code, Some(0), "{pm:?}");
+        assert!(
+            pm.stdout
+                .contains("**1** image(s) contain `pkg:npm/flatmap-stream`")
+                && pm
+                    .stdout
+                    .contains("event-stream@3.3.6 → flatmap-stream@0.1.1"),
+            "the postmortem carries the blast radius:\n{}",
+            pm.stdout
+        );
         let _ = Arc::new(());
     }
 }
