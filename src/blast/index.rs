@@ -179,7 +179,12 @@ pub fn decode_postings(segment: i64, blob: &[u8], out: &mut Vec<i64>) -> Option<
     let mut first = true;
     while pos < blob.len() {
         let d = i64::try_from(get_varint(blob, &mut pos)?).ok()?;
-        cur = if first { segment + d } else { cur + d };
+        // Corrupt bytes must give `None`, never an overflow.
+        cur = if first {
+            segment.checked_add(d)?
+        } else {
+            cur.checked_add(d)?
+        };
         first = false;
         out.push(cur);
     }
