@@ -1811,12 +1811,29 @@ impl OciClient {
         refusal: Option<&OciError>,
         sent: &mut Vec<RequestRecord>,
     ) -> Result<(String, bool), OciError> {
-        sent.extend(self.ensure_blob(repo, EMPTY_DIGEST, EMPTY_JSON).await?);
         let dummy = dummy_manifest(tag, nonce);
         let dummy_digest = sha256_digest(dummy.as_bytes());
         let put = self.put_manifest_request(repo, tag, MEDIA_OCI_MANIFEST, &dummy)?;
-        sent.push(put.clone());
-        let resp = match self.send(&put).await {
+        // Two untags in one repository upload the empty config blob at once; distribution
+        // 2.8 can then answer the manifest PUT with MANIFEST_BLOB_UNKNOWN while the other
+        // upload settles (seen in the crash test). Make sure of the blob and try again.
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            sent.extend(self.ensure_blob(repo, EMPTY_DIGEST, EMPTY_JSON).await?);
+            sent.push(put.clone());
+            match self.send(&put).await {
+                Err(e)
+                    if attempt < 4
+                        && e.status() == Some(400)
+                        && status_summary(&e).contains("MANIFEST_BLOB_UNKNOWN") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                other => break other,
+            }
+        };
+        let resp = match outcome {
             Ok(r) => r,
             Err(e) if matches!(e.status(), Some(400 | 403 | 405 | 409)) => {
                 return Err(OciError::Unsupported(format!(

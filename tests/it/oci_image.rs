@@ -352,11 +352,13 @@ async fn sigkill_around_registry_mutations_then_resume_repeats_nothing() {
         );
         // One dummy per tag, or two when the kill cut the dummy's DELETE off half-way:
         // distribution then leaves the tag listed but unresolvable, and the resend
-        // re-points it at the dummy and deletes it again (the only way to clear it).
+        // re-points it at the dummy and deletes it again (the only way to clear it). A PUT
+        // refused with MANIFEST_BLOB_UNKNOWN while a concurrent blob upload settles is
+        // retried (refused requests have no effect), hence the headroom.
         for t in ["2.4.0", "latest"] {
             let n = puts_to(t);
             assert!(
-                (1..=2).contains(&n),
+                (1..=4).contains(&n),
                 "{point}:{nth}: {n} dummy PUTs to {t}: {sent:?}"
             );
         }

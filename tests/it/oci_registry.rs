@@ -536,3 +536,20 @@ async fn blob_upload_is_two_step_and_the_dummy_needs_the_empty_blob() {
         ]
     );
 }
+
+/// Two untags at once in a repository without the empty config blob: both upload it, and
+/// distribution 2.8 may answer one dummy PUT with MANIFEST_BLOB_UNKNOWN while the other
+/// upload settles. The client makes sure of the blob and retries; neither untag fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_untags_in_one_repository_both_succeed() {
+    let r = registry().await;
+    let c = client(&r);
+    for i in 0..8 {
+        let repo = format!("race/r{i}");
+        let img = r.seed_image(&repo, "a").await.expect("seed");
+        r.tag(&repo, "b", &img.digest).await.expect("tag");
+        let (x, y) = tokio::join!(c.untag(&repo, "a", "n1"), c.untag(&repo, "b", "n2"));
+        assert!(x.is_ok() && y.is_ok(), "{repo}: {x:?} / {y:?}");
+        assert!(r.tags(&repo).await.unwrap_or_default().is_empty());
+    }
+}

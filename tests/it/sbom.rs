@@ -339,6 +339,51 @@ async fn sboms_attached_to_an_image_are_indexed_under_its_digest() {
     // Again: a no-op.
     let (_, rep) = ingest(&r, &[&image]);
     assert_eq!(rep["stored"], 0, "{rep}");
+
+    // cosign's .att: a DSSE envelope whose in-toto statement carries an SPDX predicate.
+    let other = reg.seed_image(repo, "2.5.0").await.expect("seed");
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://spdx.dev/Document",
+        "subject": [{ "name": repo, "digest": { "sha256": other.digest.trim_start_matches("sha256:") } }],
+        "predicate": serde_json::from_str::<Value>(SPDX_EDGES).expect("spdx"),
+    });
+    use base64::Engine as _;
+    let envelope = json!({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": base64::engine::general_purpose::STANDARD.encode(statement.to_string()),
+        "signatures": [{ "keyid": "", "sig": "MEUCIQ==" }],
+    })
+    .to_string();
+    let layer = reg
+        .push_blob(repo, envelope.as_bytes())
+        .await
+        .expect("blob");
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": cfg, "size": 2 },
+        "layers": [{ "mediaType": "application/vnd.dsse.envelope.v1+json", "digest": layer, "size": envelope.len() }],
+    })
+    .to_string();
+    let tag = format!("sha256-{}.att", other.digest.trim_start_matches("sha256:"));
+    reg.push_manifest(
+        repo,
+        &tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    )
+    .await
+    .expect("push .att");
+    let image = format!("{}/{repo}@{}", reg.host(), other.digest);
+    let (run, rep) = ingest(&r, &[&image]);
+    assert_eq!(run.code, Some(0), "{run:?} {rep}");
+    assert_eq!(rep["stored"], 1, "{rep}");
+    let v = query(&r, &["pkg:npm/flatmap-stream@0.1.1"]);
+    assert!(
+        subjects(&v).contains(&format!("{}/{repo}@{}", reg.host(), other.digest)),
+        "the attested SBOM is keyed by its image: {v}"
+    );
 }
 
 const PLAYBOOK: &str = r#"name: scope
