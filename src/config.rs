@@ -213,7 +213,7 @@ impl Default for EngineConfig {
             concurrency: 64,
             default_fanout: 16,
             lease_ttl: "15s".into(),
-            reconcile_grace: "2s".into(),
+            reconcile_grace: "5s".into(),
         }
     }
 }

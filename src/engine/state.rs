@@ -125,7 +125,7 @@ impl Default for Policy {
             allow_self_approval: false,
             approval_timeout_ms: 24 * 3600 * 1000,
             default_concurrency: 16,
-            reconcile_grace_ms: 2_000,
+            reconcile_grace_ms: 5_000,
             gate: GatePolicy::default(),
         }
     }

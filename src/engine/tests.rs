@@ -321,9 +321,9 @@ fn resume_reconciles_interrupted_mutations_and_reruns_reads() {
     );
     assert!(invokes(&c).is_empty(), "no resend on the first 'not done'");
     assert!(kinds(&c).contains(&"reconcile.wait".to_string()));
-    assert!(probes(&handle(&mut st, Event::Tick { now: 6 + 1_999 })).is_empty());
+    assert!(probes(&handle(&mut st, Event::Tick { now: 6 + 4_999 })).is_empty());
     assert_eq!(
-        probes(&handle(&mut st, Event::Tick { now: 6 + 2_000 })),
+        probes(&handle(&mut st, Event::Tick { now: 6 + 5_000 })),
         vec![("w".into(), 0)]
     );
     // …and only a second "not done" sends again (a new attempt), informed by the probes.

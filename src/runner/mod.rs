@@ -122,7 +122,7 @@ impl Runner {
             default_concurrency: self.config.engine.default_fanout,
             reconcile_grace_ms: parse_duration_ms(&self.config.engine.reconcile_grace)
                 .map(|v| v as i64)
-                .unwrap_or(2_000),
+                .unwrap_or(5_000),
             gate: self.config.gate_policy(),
         }
     }
