@@ -1858,15 +1858,25 @@ impl OciClient {
             )));
         }
         let del_dummy = self.delete_manifest_request(repo, &dummy_digest)?;
-        sent.push(del_dummy.clone());
-        let dummy_deleted = match self.send(&del_dummy).await {
-            Ok(_) => true,
-            Err(e) if matches!(e.status(), Some(400 | 405 | 501)) => {
-                tracing::warn!(repo, tag, dummy = %dummy_digest, error = %e,
-                    "the registry refused to delete the untag dummy; the tag now points at it");
-                false
+        // Deleting our own dummy is idempotent: distribution 2.8 answers 500 when deletes
+        // in one repository overlap (seen with two untags at once), so try again briefly.
+        let mut attempt = 0;
+        let dummy_deleted = loop {
+            attempt += 1;
+            sent.push(del_dummy.clone());
+            match self.send(&del_dummy).await {
+                Ok(_) => break true,
+                Err(e) if e.status() == Some(404) && attempt > 1 => break true,
+                Err(e) if matches!(e.status(), Some(400 | 405 | 501)) => {
+                    tracing::warn!(repo, tag, dummy = %dummy_digest, error = %e,
+                        "the registry refused to delete the untag dummy; the tag now points at it");
+                    break false;
+                }
+                Err(e) if attempt < 4 && e.is_transient() => {
+                    tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e),
             }
-            Err(e) => return Err(e),
         };
         Ok((dummy_digest, dummy_deleted))
     }

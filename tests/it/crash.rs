@@ -75,6 +75,16 @@ async fn sigkill_at_every_failpoint_then_resume_completes_without_duplicates() {
                     })
                     .count()
             };
+            if put(&wa) != 2 || put(&wb) != 2 {
+                let list = recall.run(&["incident", "list", "--json"]).json();
+                for i in list.as_array().cloned().unwrap_or_default() {
+                    let id = i["id"].as_str().unwrap_or("").to_string();
+                    let tl = recall.run(&["timeline", &id, "--format", "md"]);
+                    if tl.stdout.contains(&a) {
+                        eprintln!("DEBUG {point}:{nth} {id}\n{}", tl.stdout);
+                    }
+                }
+            }
             assert_eq!(put(&wa), 2, "{point}:{nth}: deprecations of {a}: {sent:?}");
             assert_eq!(put(&wb), 2, "{point}:{nth}: deprecations of {b}: {sent:?}");
             assert_eq!(
