@@ -1693,6 +1693,32 @@ impl OciClient {
         tag: &str,
         nonce: &str,
     ) -> Result<UntagOutcome, OciError> {
+        let mut out = self.untag_once(repo, tag, nonce).await?;
+        // Deletes that overlap in one repository can leave the tag listed without a
+        // manifest (distribution 2.8): re-point it at the dummy and delete that again.
+        for round in 1..=3u64 {
+            if out.method != UntagMethod::DummyOverwrite
+                || !out.dummy_deleted
+                || self.head_manifest(repo, tag).await?.is_some()
+                || !self.tag_listed(repo, tag).await?
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100 * round)).await;
+            let (_, deleted) = self
+                .push_and_delete_dummy(repo, tag, nonce, None, &mut out.sent)
+                .await?;
+            out.dummy_deleted = deleted;
+        }
+        Ok(out)
+    }
+
+    async fn untag_once(
+        &self,
+        repo: &str,
+        tag: &str,
+        nonce: &str,
+    ) -> Result<UntagOutcome, OciError> {
         validate_repo(repo)?;
         validate_tag(tag)?;
         let mut sent = Vec::new();
