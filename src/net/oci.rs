@@ -701,27 +701,10 @@ pub fn predicted_scope(method: &str, path: &str) -> Option<String> {
 }
 
 /// Standard base64 with padding (for Basic credentials).
+/// Standard base64, as HTTP Basic credentials are encoded.
 fn base64_encode(input: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b1 = chunk.get(1).copied().unwrap_or(0);
-        let b2 = chunk.get(2).copied().unwrap_or(0);
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(b1) << 8) | u32::from(b2);
-        out.push(char::from(T[(n >> 18) as usize & 63]));
-        out.push(char::from(T[(n >> 12) as usize & 63]));
-        out.push(if chunk.len() > 1 {
-            char::from(T[(n >> 6) as usize & 63])
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            char::from(T[n as usize & 63])
-        } else {
-            '='
-        });
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(input)
 }
 
 fn basic_header(username: &str, password: &SecretString) -> SecretString {

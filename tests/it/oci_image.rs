@@ -31,6 +31,16 @@ async fn seed(reg: &Registry, repo: &str, tag: &str) -> SeededImage {
 }
 
 fn start_image(r: &Recall, image: &str, digest: &str, dry: bool) -> crate::support::Run {
+    start_image_env(r, image, digest, dry, &[])
+}
+
+fn start_image_env(
+    r: &Recall,
+    image: &str,
+    digest: &str,
+    dry: bool,
+    env: &[(&str, &str)],
+) -> crate::support::Run {
     let i = format!("image={image}");
     let d = format!("digest={digest}");
     let mut args = vec![
@@ -49,7 +59,7 @@ fn start_image(r: &Recall, image: &str, digest: &str, dry: bool) -> crate::suppo
     if dry {
         args.extend(["--dry-run", "--auto-approve"]);
     }
-    r.run(&args)
+    r.run_env(&args, env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,24 +310,8 @@ async fn sigkill_around_registry_mutations_then_resume_repeats_nothing() {
         seed(&reg, &repo, "2.3.0").await;
         let image = format!("{}/{repo}", reg.host());
         let mark = reg.mark();
-        let i = format!("image={image}");
-        let d = format!("digest={}", bad.digest);
-        let run = r.run_env(
-            &[
-                "incident",
-                "start",
-                "--playbook",
-                "image-leaked-secret",
-                "--json",
-                "--param",
-                &i,
-                "--param",
-                &d,
-                "--param",
-                r#"tags=["2.4.0","latest"]"#,
-            ],
-            &[("RECALL_FAILPOINT", &format!("{point}:{nth}"))],
-        );
+        let fp = format!("{point}:{nth}");
+        let run = start_image_env(&r, &image, &bad.digest, false, &[("RECALL_FAILPOINT", &fp)]);
         assert_eq!(run.signal, Some(9), "{point}:{nth}: {run:?}");
         let res = r.run(&["incident", "resume"]);
         if res.code != Some(0) {
