@@ -80,6 +80,9 @@ pub enum Command {
     /// The SBOM blast-radius index: ingest documents, query which images contain a package.
     #[command(subcommand)]
     Sbom(crate::cli_sbom::SbomCmd),
+    /// Kubernetes admission: render the policy objects, list what each cluster denies.
+    #[command(subcommand)]
+    Kube(crate::cli_kube::KubeCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -354,6 +357,10 @@ fn report(id: &str, outcome: &DriveOutcome, json: bool, waiting: &[String]) -> u
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Playbook(cmd) => return playbook_cmd(cmd),
+        Command::Kube(cmd) => {
+            let config = Config::load(cli.config.as_deref())?;
+            return crate::cli_kube::run(cmd, &config).await;
+        }
         Command::Incident(IncidentCmd::Start(a)) => {
             // Validate everything cheap before opening (and so creating) the database.
             let (file, source, params) = start_inputs(a)?;
@@ -388,7 +395,7 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     }
     let env = Env::open(&cli).await?;
     match cli.command {
-        Command::Playbook(_) | Command::Incident(IncidentCmd::Start(_)) => Ok(0),
+        Command::Playbook(_) | Command::Kube(_) | Command::Incident(IncidentCmd::Start(_)) => Ok(0),
         Command::Incident(IncidentCmd::List { json }) => {
             let list = env.store.list().await?;
             if json {

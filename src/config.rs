@@ -27,6 +27,80 @@ pub struct Config {
     pub crates: CratesConfig,
     pub pypi: PypiConfig,
     pub oci: OciConfig,
+    pub kube: KubeConfig,
+}
+
+/// `[kube]`: the Kubernetes clusters Recall acts on (admission deny list, running-pod
+/// sweeps, Secret rotation). Credentials come from each cluster's kubeconfig or in-cluster
+/// service account, never from this file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeConfig {
+    /// Namespace of Recall's deny-list ConfigMaps and of the admission canary.
+    pub namespace: String,
+    /// Server-side apply field manager Recall writes as.
+    pub field_manager: String,
+    /// Per-request timeout.
+    pub timeout: String,
+    /// Page size for list calls (`limit`, followed by `continue`).
+    pub page_size: u32,
+    pub clusters: Vec<ClusterConfig>,
+}
+
+impl Default for KubeConfig {
+    fn default() -> Self {
+        Self {
+            namespace: "recall-system".into(),
+            field_manager: "recall".into(),
+            timeout: "30s".into(),
+            page_size: 500,
+            clusters: Vec::new(),
+        }
+    }
+}
+
+/// Admission dialects a cluster can run.
+pub const DIALECTS: &[&str] = &[
+    "validating-admission-policy",
+    "kyverno",
+    "sigstore-policy-controller",
+];
+
+/// `[[kube.clusters]]`: one cluster, reached through a kubeconfig context or, when Recall
+/// runs inside it, its service account.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The name used in step items, outputs and the timeline.
+    pub name: String,
+    /// Kubeconfig file; default `$KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig: Option<String>,
+    /// Context in that kubeconfig; default its current context.
+    pub context: Option<String>,
+    /// Use the pod's service account instead of a kubeconfig.
+    pub in_cluster: bool,
+    /// `validating-admission-policy` (default), `kyverno` or `sigstore-policy-controller`.
+    pub dialect: String,
+    /// Also deny the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets,
+    /// Jobs and CronJobs (VAP dialect; Kyverno does this itself through autogen).
+    pub workloads: bool,
+    /// After enforcing, prove it: a server-side dry-run create of a Pod with the bad digest
+    /// must be refused.
+    pub canary: bool,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            kubeconfig: None,
+            context: None,
+            in_cluster: false,
+            dialect: "validating-admission-policy".into(),
+            workloads: true,
+            canary: true,
+        }
+    }
 }
 
 /// The deletion gate (`[gate]`). Every field can only make the engine's gate stricter: the
@@ -275,6 +349,7 @@ impl Config {
             ("crates.timeout", &cfg.crates.timeout),
             ("pypi.timeout", &cfg.pypi.timeout),
             ("oci.timeout", &cfg.oci.timeout),
+            ("kube.timeout", &cfg.kube.timeout),
         ] {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
         }
@@ -329,6 +404,7 @@ impl Config {
                 )));
             }
         }
+        cfg.kube.validate()?;
         if cfg.engine.concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "engine.concurrency must be >= 1".into(),
@@ -369,6 +445,66 @@ impl Config {
 }
 
 pub use crate::duration::parse_duration_ms;
+
+impl KubeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let dns1123 = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 63
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !s.starts_with('-')
+                && !s.ends_with('-')
+        };
+        if !dns1123(&self.namespace) {
+            return Err(ConfigError::Invalid(format!(
+                "kube.namespace = {:?} is not a valid namespace name",
+                self.namespace
+            )));
+        }
+        if self.field_manager.trim().is_empty() || self.field_manager.len() > 128 {
+            return Err(ConfigError::Invalid(
+                "kube.field_manager must be 1 to 128 characters".into(),
+            ));
+        }
+        if self.page_size == 0 {
+            return Err(ConfigError::Invalid("kube.page_size must be >= 1".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, c) in self.clusters.iter().enumerate() {
+            if c.name.trim().is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "kube.clusters[{i}] needs a `name`"
+                )));
+            }
+            if !seen.insert(c.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "kube.clusters: `{}` is configured twice",
+                    c.name
+                )));
+            }
+            if !DIALECTS.contains(&c.dialect.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "kube.clusters `{}`: dialect {:?} is not one of {}",
+                    c.name,
+                    c.dialect,
+                    DIALECTS.join(", ")
+                )));
+            }
+            if c.in_cluster && (c.kubeconfig.is_some() || c.context.is_some()) {
+                return Err(ConfigError::Invalid(format!(
+                    "kube.clusters `{}`: `in_cluster` uses the service account; drop `kubeconfig`/`context`",
+                    c.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
+        self.clusters.iter().find(|c| c.name == name)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -207,12 +207,12 @@ impl Registry {
             .chain(pypi::actions())
             .chain(oci::actions())
             .chain(sbom::actions())
+            .chain(kube::actions())
         {
             r.add(a);
         }
         r.add(Arc::new(postmortem::Draft));
         r.add(Arc::new(incident::Note));
-        r.add(Arc::new(kube::AdmissionDeny));
         r
     }
 

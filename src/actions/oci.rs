@@ -68,7 +68,7 @@ static RESOLVE: ActionSpec = ActionSpec {
             help: "also list the repository's tags pointing at the digest (default true)",
         },
     ],
-    outputs: &["digest", "media_type", "platforms", "tags"],
+    outputs: &["digest", "media_type", "platforms", "tags", "digests"],
     mutating: false,
     destructive: false,
 };
@@ -364,9 +364,14 @@ impl Resolve {
                         "digest": p.digest })
             })
             .collect();
+        // The index and every platform manifest: a runtime may report either, so a deny
+        // list or a running-pod sweep needs them all.
+        let mut digests = vec![r.digest.clone()];
+        digests.extend(r.platforms.iter().map(|p| p.digest.clone()));
+        digests.dedup();
         Ok(ActionOutput::new(
             json!({ "image": img.to_string(), "digest": r.digest, "media_type": r.media_type,
-                    "platforms": platforms, "tags": tags }),
+                    "platforms": platforms, "tags": tags, "digests": digests }),
             format!(
                 "{img}@{} is {}{}; tags on it: {}",
                 r.digest,
