@@ -60,6 +60,64 @@ static BLAST_RADIUS: ActionSpec = ActionSpec {
 
 pub struct BlastRadius;
 
+/// What the clusters run of the affected images.
+struct Running {
+    rows: Value,
+    note: String,
+}
+
+/// Sweeps every configured cluster for the affected images' digests (subjects pinned
+/// `repo@sha256:…`). Best effort: an unreachable cluster is named in the note, never
+/// fatal — the SBOM answer stands on its own.
+async fn running_images(ctx: &ActionCtx, images: &[String]) -> Running {
+    let clusters: Vec<&crate::config::ClusterConfig> = ctx.config.kube.clusters.iter().collect();
+    if clusters.is_empty() {
+        return Running {
+            rows: Value::Null,
+            note: "no Kubernetes cluster is configured: running workloads unknown".into(),
+        };
+    }
+    let digests: std::collections::BTreeSet<String> = images
+        .iter()
+        .filter_map(|i| crate::k8s::image::image_digest(i))
+        .collect();
+    if digests.is_empty() {
+        return Running {
+            rows: json!([]),
+            note: "no affected image is pinned by digest: nothing to look for in the clusters"
+                .into(),
+        };
+    }
+    let swept = super::kube::running::sweep_clusters(&ctx.config, &clusters, &digests).await;
+    let mut note = format!(
+        "{} running container(s) of the affected images in {} cluster(s)",
+        swept.rows.len(),
+        clusters.len() - swept.failed.len()
+    );
+    if !swept.failed.is_empty() {
+        note.push_str(&format!(
+            "; NOT swept: {}",
+            swept
+                .failed
+                .iter()
+                .map(|(n, e)| format!("{n} ({e})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Running {
+        rows: json!(
+            swept
+                .rows
+                .iter()
+                .take(OUTPUT_IMAGES)
+                .map(|r| r.json())
+                .collect::<Vec<_>>()
+        ),
+        note,
+    }
+}
+
 impl From<BlastError> for ActionError {
     fn from(e: BlastError) -> Self {
         match e {
@@ -91,6 +149,7 @@ impl BlastRadius {
             )
             .await
             .map_err(|e| ActionError::Failed(format!("could not store the answer: {e}")))?;
+        let running = running_images(ctx, &answer.images).await;
         let paths: Vec<Value> = answer
             .hits
             .iter()
@@ -116,9 +175,8 @@ impl BlastRadius {
                 "images": images,
                 "count": answer.images.len(),
                 "documents": answer.hits.len(),
-                // Running workloads come from the clusters; none can be configured yet.
-                "running": Value::Null,
-                "running_note": "no Kubernetes cluster is configured: running workloads unknown",
+                "running": running.rows,
+                "running_note": running.note,
                 "paths": paths,
                 "answer_sha256": digest,
                 "artifact": name,

@@ -72,21 +72,27 @@ impl From<K8sError> for crate::actions::ActionError {
             K8sError::Config { .. } => ActionError::Config(msg),
             K8sError::Unreachable { .. } => ActionError::Http(HttpError::Transport(msg)),
             K8sError::Api {
-                code, write, op, ..
+                cluster,
+                code,
+                write,
+                op,
+                reason,
+                message,
+                hint,
             } => {
-                let status = HttpError::Status {
+                let status = || HttpError::Status {
                     status: code,
-                    method: op,
-                    url: String::new(),
-                    body: msg,
+                    method: format!("cluster `{cluster}`:"),
+                    url: op.clone(),
+                    body: format!("{reason}: {message}{hint}"),
                     retry_after_ms: None,
                 };
                 match code {
                     // Retried by the step's retry policy; a write's 5xx may have landed.
-                    409 => ActionError::Transient(status.to_string()),
-                    401 | 403 | 429 | 500..=599 if write => ActionError::Http(status),
-                    401 | 403 | 429 | 500..=599 => ActionError::Read(status),
-                    _ => ActionError::Failed(status.to_string()),
+                    409 => ActionError::Transient(msg),
+                    401 | 403 | 429 | 500..=599 if write => ActionError::Http(status()),
+                    401 | 403 | 429 | 500..=599 => ActionError::Read(status()),
+                    _ => ActionError::Failed(msg),
                 }
             }
             K8sError::Other { .. } => ActionError::Failed(msg),

@@ -480,4 +480,51 @@ mod tests {
         }
         assert!(render("opa", "x", true).is_err());
     }
+
+    /// The rendered objects are checked in (tests/golden/kube) and documented in
+    /// docs/kubernetes.md; `RECALL_UPDATE_GOLDEN=1` rewrites them after a deliberate change.
+    #[test]
+    fn rendered_policies_match_the_golden_files_and_round_trip() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/kube");
+        let cases = [
+            (
+                "validating-admission-policy",
+                true,
+                "validating-admission-policy.yaml",
+            ),
+            (
+                "validating-admission-policy",
+                false,
+                "validating-admission-policy-pods-only.yaml",
+            ),
+            ("kyverno", true, "kyverno.yaml"),
+            (
+                "sigstore-policy-controller",
+                true,
+                "sigstore-policy-controller.yaml",
+            ),
+        ];
+        for (dialect, workloads, file) in cases {
+            let docs = render(dialect, "recall-system", workloads).unwrap();
+            let yaml = to_yaml(&docs);
+            let path = dir.join(file);
+            if std::env::var_os("RECALL_UPDATE_GOLDEN").is_some() {
+                std::fs::write(&path, &yaml).unwrap();
+            }
+            let golden = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(
+                yaml, golden,
+                "{file} differs from the rendering: review, then RECALL_UPDATE_GOLDEN=1"
+            );
+            // What operators apply is what Recall applies.
+            for (i, part) in golden
+                .split("---\n")
+                .filter(|p| !p.trim().is_empty())
+                .enumerate()
+            {
+                let back: Value = serde_saphyr::from_str(part).unwrap();
+                assert_eq!(back, docs[i], "{file} document {i}");
+            }
+        }
+    }
 }

@@ -81,6 +81,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
     let mut findings = Vec::new();
     let mut would_send = Vec::new();
     let mut blast_radius = Vec::new();
+    let mut running = Vec::new();
     let mut tasks: Vec<_> = run.tasks.iter().collect();
     tasks.sort_by_key(|t| {
         (
@@ -137,6 +138,16 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         if let (true, Some(f)) = (t.status == "succeeded", t.finished_at) {
             let e = phase_last.entry(phase).or_insert(f);
             *e = (*e).max(f);
+        }
+        if uses == "kube.find_running" && t.status == "succeeded" {
+            let o = &t.outputs;
+            running.push(json!({
+                "step": t.step_id,
+                "count": o.get("count").cloned().unwrap_or(json!(0)),
+                "workloads": o.get("workloads").cloned().unwrap_or(json!([])),
+                "rows": o.get("rows").and_then(Value::as_array).map(|a| a.iter().take(50).cloned().collect::<Vec<_>>()).unwrap_or_default(),
+                "unreachable": o.get("unreachable").cloned().unwrap_or(json!([])),
+            }));
         }
         if uses == "sbom.blast_radius" && t.status == "succeeded" {
             let o = &t.outputs;
@@ -270,6 +281,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         "findings": findings,
         "would_send": would_send,
         "blast_radius": blast_radius,
+        "running": running,
         "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
         "phases": phases,
         "timeline": timeline,

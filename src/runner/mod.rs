@@ -198,6 +198,8 @@ impl Runner {
                     auto_approve: req.auto_approve,
                     started_by: req.started_by.clone(),
                     created_at: now,
+                    lease_owner: Some(self.owner.clone()),
+                    lease_until: Some(now + self.lease_ttl()),
                 },
                 first,
             )

@@ -302,6 +302,10 @@ pub struct NewIncident {
     pub auto_approve: bool,
     pub started_by: String,
     pub created_at: i64,
+    /// The creating runner holds the lease from the insert on, so no other process
+    /// resuming "interrupted" incidents can take a brand-new one before it is driven.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
 }
 
 #[async_trait]

@@ -382,8 +382,8 @@ impl Store for SqliteStore {
     async fn create_incident(&self, inc: NewIncident, first: Prepared) -> Result<()> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO incidents (id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+            "INSERT INTO incidents (id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, lease_owner, lease_until)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)",
         )
         .bind(&inc.id)
         .bind(inc.playbook_name)
@@ -396,6 +396,8 @@ impl Store for SqliteStore {
         .bind(inc.auto_approve)
         .bind(inc.started_by)
         .bind(inc.created_at)
+        .bind(inc.lease_owner)
+        .bind(inc.lease_until)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

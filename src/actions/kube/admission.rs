@@ -279,9 +279,11 @@ impl<'a> Cluster<'a> {
         let mut last = None;
         for _ in 0..CONFLICT_RETRIES {
             let (mut data, rv) = self.read_list(mode).await?;
+            let before = data.clone();
             if !edit(&mut data) {
                 return Ok(false);
             }
+            let removed: Vec<&String> = before.keys().filter(|k| !data.contains_key(*k)).collect();
             let res = match &rv {
                 None => {
                     let body = policy::deny_list(self.ns(), mode, &data, None);
@@ -291,10 +293,41 @@ impl<'a> Cluster<'a> {
                             op: "build ConfigMap".into(),
                             reason: e.to_string(),
                         })?;
-                    api.create(&PostParams::default(), &cm)
+                    let pp = PostParams {
+                        field_manager: Some(self.manager().to_string()),
+                        ..Default::default()
+                    };
+                    api.create(&pp, &cm)
                         .await
                         .map(|_| ())
                         .map_err(|e| self.cm_op("create", mode).err(e))
+                }
+                // Removing keys: an apply only removes fields its own manager owns, and a
+                // key created by someone else (or by the first create) is not ours. A merge
+                // patch deletes them whoever owns them, and the resourceVersion in it keeps
+                // the write conflict-safe.
+                Some(rv) if !removed.is_empty() => {
+                    let mut patch_data = serde_json::Map::new();
+                    for k in &removed {
+                        patch_data.insert((*k).clone(), Value::Null);
+                    }
+                    for (k, v) in &data {
+                        if before.get(k) != Some(v) {
+                            patch_data.insert(k.clone(), json!(v));
+                        }
+                    }
+                    let body = json!({ "metadata": { "resourceVersion": rv }, "data": patch_data });
+                    api.patch(
+                        &mode.configmap(),
+                        &PatchParams {
+                            field_manager: Some(self.manager().to_string()),
+                            ..Default::default()
+                        },
+                        &Patch::Merge(&body),
+                    )
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| self.cm_op("patch", mode).err(e))
                 }
                 Some(rv) => {
                     let body = policy::deny_list(self.ns(), mode, &data, Some(rv));
@@ -328,35 +361,84 @@ impl<'a> Cluster<'a> {
         let obj = with_hash(obj);
         let name = obj_name(&obj);
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), ar);
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| op_for(self.name(), "get", ar).name(&name).err(e))?;
         let want = obj["metadata"]["annotations"][SPEC_HASH]
             .as_str()
             .map(String::from);
-        let verdict = match &existing {
-            Some(o)
-                if o.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(SPEC_HASH))
-                    .cloned()
-                    == want =>
+        let mut last = None;
+        for _ in 0..CONFLICT_RETRIES {
+            // An API the cluster does not serve answers a plain-text 404 that get_opt
+            // does not read as "absent".
+            let existing = match api.get_opt(&name).await {
+                Ok(o) => o,
+                Err(e) => {
+                    let e = op_for(self.name(), "get", ar).name(&name).err(e);
+                    return Err(if e.is_not_found() {
+                        self.not_served(ar, &name)
+                    } else {
+                        e
+                    });
+                }
+            };
+            let verdict = match &existing {
+                Some(o)
+                    if o.metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(SPEC_HASH))
+                        .cloned()
+                        == want =>
+                {
+                    return Ok("unchanged");
+                }
+                Some(_) => "updated",
+                None => "installed",
+            };
+            match api
+                .patch(
+                    &name,
+                    &PatchParams::apply(self.manager()).force(),
+                    &Patch::Apply(&obj),
+                )
+                .await
             {
-                return Ok("unchanged");
+                Ok(_) => return Ok(verdict),
+                // Another incident installing the same objects: read again.
+                Err(e) => {
+                    let e = op_for(self.name(), "patch", ar).name(&name).err(e);
+                    if e.is_not_found() {
+                        return Err(self.not_served(ar, &name));
+                    }
+                    if !e.is_conflict() {
+                        return Err(e);
+                    }
+                    last = Some(e);
+                }
             }
-            Some(_) => "updated",
-            None => "installed",
-        };
-        api.patch(
-            &name,
-            &PatchParams::apply(self.manager()).force(),
-            &Patch::Apply(&obj),
-        )
-        .await
-        .map_err(|e| op_for(self.name(), "patch", ar).name(&name).err(e))?;
-        Ok(verdict)
+        }
+        Err(last.unwrap_or_else(|| K8sError::Other {
+            cluster: self.name().into(),
+            op: format!("apply {name}"),
+            reason: "conflicts persisted".into(),
+        }))
+    }
+
+    fn not_served(&self, ar: &ApiResource, name: &str) -> K8sError {
+        K8sError::Other {
+            cluster: self.name().into(),
+            op: format!("apply {} {name}", ar.kind),
+            reason: format!(
+                "the cluster does not serve {} ({}): is {} installed? ([[kube.clusters]] `{}` says dialect = \"{}\")",
+                ar.kind,
+                ar.api_version,
+                match ar.group.as_str() {
+                    "kyverno.io" => "Kyverno",
+                    "policy.sigstore.dev" => "the Sigstore policy-controller",
+                    _ => "ValidatingAdmissionPolicy (Kubernetes >= 1.30)",
+                },
+                self.name(),
+                self.cfg.dialect
+            ),
+        }
     }
 
     /// The policy objects of this cluster's dialect (VAP and Kyverno; Sigstore is per
@@ -473,8 +555,8 @@ async fn deny_in(ctx: &ActionCtx, cfg: &ClusterConfig, req: &Request) -> Result<
             let mut changed = false;
             for d in &wanted {
                 let k = policy::digest_key(d);
-                if !data.contains_key(&k) {
-                    data.insert(k, note.clone());
+                if let std::collections::btree_map::Entry::Vacant(e) = data.entry(k) {
+                    e.insert(note.clone());
                     changed = true;
                 }
             }
@@ -687,19 +769,33 @@ async fn plan_in(
             if deny && m == req.mode && !stricter {
                 data.entry(k)
                     .or_insert_with(|| policy::deny_note(&ctx.incident, req.image.as_deref()));
-            } else if (deny && m < req.mode && !stricter) || !deny {
+            } else if !deny || (m < req.mode && !stricter) {
                 data.remove(&k);
             }
         }
         if data != before {
-            let body = policy::deny_list(&ns, m, &data, rv.as_deref());
-            let (method, path, ct) = match rv {
-                None => (
+            let removing = before.keys().any(|k| !data.contains_key(k));
+            let body = if removing && rv.is_some() {
+                let mut d = serde_json::Map::new();
+                for k in before.keys().filter(|k| !data.contains_key(*k)) {
+                    d.insert(k.clone(), Value::Null);
+                }
+                json!({ "metadata": { "resourceVersion": rv }, "data": d })
+            } else {
+                policy::deny_list(&ns, m, &data, rv.as_deref())
+            };
+            let (method, path, ct) = match (&rv, removing) {
+                (None, _) => (
                     "POST",
                     format!("/api/v1/namespaces/{ns}/configmaps"),
                     "application/json",
                 ),
-                Some(_) => (
+                (Some(_), true) => (
+                    "PATCH",
+                    format!("/api/v1/namespaces/{ns}/configmaps/{}", m.configmap()),
+                    "application/merge-patch+json",
+                ),
+                (Some(_), false) => (
                     "PATCH",
                     format!(
                         "/api/v1/namespaces/{ns}/configmaps/{}?fieldManager={mgr}&force=true",

@@ -335,6 +335,50 @@ async fn sweep(
     Ok((out, scan))
 }
 
+/// A sweep of several clusters: the rows, a summary per cluster, the clusters that failed.
+pub struct Swept {
+    pub rows: Vec<Row>,
+    pub per: Vec<Value>,
+    pub failed: Vec<(String, K8sError)>,
+}
+
+/// Sweeps `list` concurrently; a failing cluster is reported, not fatal.
+pub async fn sweep_clusters(
+    config: &Config,
+    list: &[&ClusterConfig],
+    digests: &BTreeSet<String>,
+) -> Swept {
+    let results = each_cluster(list, |c| sweep(config, c, digests)).await;
+    let mut out = Swept {
+        rows: Vec::new(),
+        per: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (c, r) in results {
+        match r {
+            Ok((found, scan)) => {
+                out.per.push(json!({
+                    "cluster": c.name, "pods_scanned": scan.pods, "pages": scan.pages,
+                    "matches": found.len(), "unverifiable_containers": scan.unverifiable,
+                }));
+                out.rows.extend(found);
+            }
+            Err(e) => {
+                out.per
+                    .push(json!({ "cluster": c.name, "error": e.to_string() }));
+                out.failed.push((c.name.clone(), e));
+            }
+        }
+    }
+    out
+}
+
+impl Row {
+    pub fn json(&self) -> Value {
+        self.to_json()
+    }
+}
+
 pub struct FindRunning;
 
 impl FindRunning {
@@ -350,25 +394,7 @@ impl FindRunning {
         }
         let allow_partial = bool_input(inputs, "allow_partial", false)?;
         let list = clusters(ctx, inputs)?;
-        let results = each_cluster(&list, |c| sweep(&ctx.config, c, &digests)).await;
-        let mut rows = Vec::new();
-        let mut per = Vec::new();
-        let mut failed: Vec<(String, K8sError)> = Vec::new();
-        for (c, r) in results {
-            match r {
-                Ok((found, scan)) => {
-                    per.push(json!({
-                        "cluster": c.name, "pods_scanned": scan.pods, "pages": scan.pages,
-                        "matches": found.len(), "unverifiable_containers": scan.unverifiable,
-                    }));
-                    rows.extend(found);
-                }
-                Err(e) => {
-                    per.push(json!({ "cluster": c.name, "error": e.to_string() }));
-                    failed.push((c.name.clone(), e));
-                }
-            }
-        }
+        let Swept { rows, per, failed } = sweep_clusters(&ctx.config, &list, &digests).await;
         if !failed.is_empty() && !allow_partial {
             let transient = failed
                 .iter()

@@ -13,8 +13,10 @@
 #![allow(dead_code)]
 
 pub mod crates;
+pub mod kube;
 pub mod proxy;
 pub mod pypi;
+pub mod vap;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
