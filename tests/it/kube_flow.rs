@@ -829,3 +829,120 @@ async fn kyverno_and_sigstore_dialects() {
     assert_eq!(cip["spec"]["images"][0]["glob"], "registry.example/app*");
     assert_eq!(cip["spec"]["authorities"][0]["static"]["action"], "fail");
 }
+
+/// SIGKILL right after the Secret write returned, before Recall recorded it: the resume
+/// must find its own rotation on the Secret and not rotate a second time (a second value
+/// would orphan the first one already handed to the restarted pods).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_rotation_does_not_rotate_twice() {
+    let k = FakeKube::start("c1", TOKEN).await;
+    k.add_secret("pay", "db", &[("password", "leaked")]);
+    k.put_object("apps", "v1", "deployments", Some("pay"), json!({"metadata": {"name": "api", "namespace": "pay"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "app", "image": "x", "env": [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]}}}}));
+    let r = recall_for(&[(&k, "c1")], "");
+    let mut cfg = std::fs::read_to_string(&r.config).unwrap();
+    cfg.push_str("[engine]\nreconcile_grace = \"500ms\"\n");
+    std::fs::write(&r.config, cfg).unwrap();
+    let pb = write_file(
+        r.dir.path(),
+        "rotate.yaml",
+        b"name: rotate\ndescription: rotate\nsteps:\n  - id: rotate\n    uses: kube.rotate_secret\n    with:\n      namespace: pay\n      name: db\n      keys: [password]\n",
+    );
+    let killed = r.run_env(
+        &["incident", "start", "--playbook", &pb, "--json"],
+        &[("RECALL_FAILPOINT", "after_call:1")],
+    );
+    assert_eq!(killed.signal, Some(9), "{killed:?}");
+    let first = k.object("", "v1", "secrets", Some("pay"), "db").unwrap();
+    let value = first["data"]["password"].clone();
+    let resumed = r.run(&["incident", "resume"]);
+    assert_eq!(resumed.code, Some(0), "{resumed:?}");
+    let after = k.object("", "v1", "secrets", Some("pay"), "db").unwrap();
+    assert_eq!(after["data"]["password"], value, "rotated a second time");
+    let puts = k
+        .requests()
+        .iter()
+        .filter(|q| q.method == "PUT" && q.path().ends_with("/secrets/db"))
+        .count();
+    assert_eq!(puts, 1, "exactly one write of the Secret");
+    let restarts = k
+        .requests()
+        .iter()
+        .filter(|q| q.method == "PATCH" && q.path().ends_with("/deployments/api"))
+        .count();
+    assert_eq!(restarts, 1, "exactly one rollout restart");
+}
+
+/// `image-leaked-secret` end to end: a real distribution registry and a fake cluster.
+/// The rehearsal sends no mutating request to either; the live run denies every digest
+/// of the image at admission (proven by the canary and by a Pod create), finds the pod
+/// already running it, rotates the Secret, and the postmortem lists the running workload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_leaked_secret_denies_finds_and_rotates() {
+    let reg = match crate::support::registry::Registry::start().await {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let bad = reg.seed_image("acme/api", "2.4.0").await.expect("seed");
+    let image = format!("{}/acme/api", reg.host());
+    let k = FakeKube::start("prod", TOKEN).await;
+    k.add_secret("pay", "db", &[("password", "leaked")]);
+    k.add_pod(
+        "pay",
+        "api-0",
+        &[("containers", "api", &format!("{image}:2.4.0"), &format!("{image}@{}", bad.digest))],
+        None,
+    );
+    let r = recall_for(&[(&k, "prod")], "");
+    let mut cfg = std::fs::read_to_string(&r.config).unwrap();
+    cfg.push_str(&format!("[oci]\ninsecure = [\"{}\"]\ntimeout = \"10s\"\n", reg.host()));
+    std::fs::write(&r.config, cfg).unwrap();
+    let args = |dry: bool| {
+        let mut a: Vec<String> = [
+            "incident", "start", "--playbook", "image-leaked-secret", "--json",
+            "--param", &format!("image={image}"),
+            "--param", &format!("digest={}", bad.digest),
+            "--param", r#"tags=["2.4.0"]"#,
+            "--param", "secret_namespace=pay", "--param", "secret_name=db",
+            "--param", r#"secret_keys=["password"]"#,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if dry {
+            a.extend(["--dry-run".to_string(), "--auto-approve".to_string()]);
+        }
+        a
+    };
+    let mark = reg.mark();
+    let dry_args = args(true);
+    let dry = r.run(&dry_args.iter().map(String::as_str).collect::<Vec<_>>());
+    expect_code(&r, &dry, 0);
+    assert_eq!(k.mutations(), 0, "the rehearsal mutated the cluster");
+    assert_eq!(k.dry_runs(), 0);
+    assert!(reg.mutating_requests_since(mark).is_empty(), "the rehearsal mutated the registry");
+    let tl = r.timeline(&dry.id());
+    let planned: Vec<&str> = events(&tl, "attempt.planned").iter().filter_map(|e| e["step"].as_str()).collect();
+    for step in ["deny", "running", "rotate"] {
+        assert!(planned.contains(&step), "{step} not planned: {planned:?}");
+    }
+
+    let live_args = args(false);
+    let live = r.run(&live_args.iter().map(String::as_str).collect::<Vec<_>>());
+    expect_code(&r, &live, 0);
+    let id = live.id();
+    let cm = k.object("", "v1", "configmaps", Some(NS), "recall-denied-digests-enforce").unwrap();
+    assert!(cm["data"].get(bad.digest.replace(':', "-")).is_some(), "{cm}");
+    let pods: Api<Pod> = Api::namespaced(k.client(), "default");
+    let msg = refused(pods.create(&PostParams::default(), &pod("x", "containers", &format!("{image}@{}", bad.digest))).await);
+    assert!(msg.contains(&id), "{msg}");
+    let tl = r.timeline(&id);
+    let ok = events(&tl, "attempt.succeeded");
+    let running = &ok.iter().find(|e| e["step"] == "running").expect("running")["data"]["outputs"];
+    assert_eq!(running["count"], 1, "{running}");
+    assert_eq!(running["rows"][0]["pod"], "api-0");
+    let s = k.object("", "v1", "secrets", Some("pay"), "db").unwrap();
+    assert_eq!(s["metadata"]["annotations"]["recall.dev/incident"], id.as_str());
+    let pm = r.run(&["postmortem", &id]);
+    assert!(pm.stdout.contains("## Running workloads"), "{}", pm.stdout);
+    assert!(pm.stdout.contains("pod `api-0`"), "{}", pm.stdout);
+}
