@@ -889,21 +889,40 @@ async fn image_leaked_secret_denies_finds_and_rotates() {
     k.add_pod(
         "pay",
         "api-0",
-        &[("containers", "api", &format!("{image}:2.4.0"), &format!("{image}@{}", bad.digest))],
+        &[(
+            "containers",
+            "api",
+            &format!("{image}:2.4.0"),
+            &format!("{image}@{}", bad.digest),
+        )],
         None,
     );
     let r = recall_for(&[(&k, "prod")], "");
     let mut cfg = std::fs::read_to_string(&r.config).unwrap();
-    cfg.push_str(&format!("[oci]\ninsecure = [\"{}\"]\ntimeout = \"10s\"\n", reg.host()));
+    cfg.push_str(&format!(
+        "[oci]\ninsecure = [\"{}\"]\ntimeout = \"10s\"\n",
+        reg.host()
+    ));
     std::fs::write(&r.config, cfg).unwrap();
     let args = |dry: bool| {
         let mut a: Vec<String> = [
-            "incident", "start", "--playbook", "image-leaked-secret", "--json",
-            "--param", &format!("image={image}"),
-            "--param", &format!("digest={}", bad.digest),
-            "--param", r#"tags=["2.4.0"]"#,
-            "--param", "secret_namespace=pay", "--param", "secret_name=db",
-            "--param", r#"secret_keys=["password"]"#,
+            "incident",
+            "start",
+            "--playbook",
+            "image-leaked-secret",
+            "--json",
+            "--param",
+            &format!("image={image}"),
+            "--param",
+            &format!("digest={}", bad.digest),
+            "--param",
+            r#"tags=["2.4.0"]"#,
+            "--param",
+            "secret_namespace=pay",
+            "--param",
+            "secret_name=db",
+            "--param",
+            r#"secret_keys=["password"]"#,
         ]
         .iter()
         .map(|s| s.to_string())
@@ -919,9 +938,15 @@ async fn image_leaked_secret_denies_finds_and_rotates() {
     expect_code(&r, &dry, 0);
     assert_eq!(k.mutations(), 0, "the rehearsal mutated the cluster");
     assert_eq!(k.dry_runs(), 0);
-    assert!(reg.mutating_requests_since(mark).is_empty(), "the rehearsal mutated the registry");
+    assert!(
+        reg.mutating_requests_since(mark).is_empty(),
+        "the rehearsal mutated the registry"
+    );
     let tl = r.timeline(&dry.id());
-    let planned: Vec<&str> = events(&tl, "attempt.planned").iter().filter_map(|e| e["step"].as_str()).collect();
+    let planned: Vec<&str> = events(&tl, "attempt.planned")
+        .iter()
+        .filter_map(|e| e["step"].as_str())
+        .collect();
     for step in ["deny", "running", "rotate"] {
         assert!(planned.contains(&step), "{step} not planned: {planned:?}");
     }
@@ -930,10 +955,27 @@ async fn image_leaked_secret_denies_finds_and_rotates() {
     let live = r.run(&live_args.iter().map(String::as_str).collect::<Vec<_>>());
     expect_code(&r, &live, 0);
     let id = live.id();
-    let cm = k.object("", "v1", "configmaps", Some(NS), "recall-denied-digests-enforce").unwrap();
-    assert!(cm["data"].get(bad.digest.replace(':', "-")).is_some(), "{cm}");
+    let cm = k
+        .object(
+            "",
+            "v1",
+            "configmaps",
+            Some(NS),
+            "recall-denied-digests-enforce",
+        )
+        .unwrap();
+    assert!(
+        cm["data"].get(bad.digest.replace(':', "-")).is_some(),
+        "{cm}"
+    );
     let pods: Api<Pod> = Api::namespaced(k.client(), "default");
-    let msg = refused(pods.create(&PostParams::default(), &pod("x", "containers", &format!("{image}@{}", bad.digest))).await);
+    let msg = refused(
+        pods.create(
+            &PostParams::default(),
+            &pod("x", "containers", &format!("{image}@{}", bad.digest)),
+        )
+        .await,
+    );
     assert!(msg.contains(&id), "{msg}");
     let tl = r.timeline(&id);
     let ok = events(&tl, "attempt.succeeded");
@@ -941,7 +983,10 @@ async fn image_leaked_secret_denies_finds_and_rotates() {
     assert_eq!(running["count"], 1, "{running}");
     assert_eq!(running["rows"][0]["pod"], "api-0");
     let s = k.object("", "v1", "secrets", Some("pay"), "db").unwrap();
-    assert_eq!(s["metadata"]["annotations"]["recall.dev/incident"], id.as_str());
+    assert_eq!(
+        s["metadata"]["annotations"]["recall.dev/incident"],
+        id.as_str()
+    );
     let pm = r.run(&["postmortem", &id]);
     assert!(pm.stdout.contains("## Running workloads"), "{}", pm.stdout);
     assert!(pm.stdout.contains("pod `api-0`"), "{}", pm.stdout);
