@@ -299,10 +299,11 @@ async fn concurrent_incidents_and_conflicts_lose_no_digest() {
         vec![digest('3')],
         vec![digest('4')],
     ];
+    // Written once: a process reading it while another rewrites it would see it empty.
+    let pb = write_file(r.dir.path(), "kube-deny.yaml", DENY_PLAYBOOK.as_bytes());
     let handles: Vec<_> = digests
         .iter()
         .map(|ds| {
-            let pb = write_file(r.dir.path(), "kube-deny.yaml", DENY_PLAYBOOK.as_bytes());
             let mut c = r.cmd(&[
                 "incident",
                 "start",

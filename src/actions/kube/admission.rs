@@ -23,7 +23,9 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParam
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{CLUSTER, clusters, credential, each_cluster, fold_clusters, no_clusters, would_send};
+use super::{
+    CLUSTER, clusters, credential, each_cluster, fold_clusters, fold_plans, no_clusters, would_send,
+};
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
 };
@@ -823,31 +825,16 @@ fn plan_output(
     results: Vec<(&ClusterConfig, Result<Value, K8sError>)>,
     what: &str,
 ) -> ActionOutput {
-    let mut requests = Vec::new();
-    let mut findings = Vec::new();
-    let mut per = Vec::new();
-    for (c, r) in results {
-        match r {
-            Ok(v) => {
-                requests.extend(v["requests"].as_array().cloned().unwrap_or_default());
-                findings.extend(v["findings"].as_array().cloned().unwrap_or_default());
-                per.push(json!({"cluster": c.name, "requests": v["requests"].as_array().map_or(0, Vec::len)}));
-            }
-            Err(e) => {
-                findings.push(json!(format!("blocker: {e}")));
-                per.push(json!({"cluster": c.name, "error": e.to_string()}));
-            }
-        }
-    }
+    let p = fold_plans(results);
     ActionOutput::new(
-        json!({ "clusters": per }),
+        json!({ "clusters": p.per }),
         format!(
             "rehearsal: would send {} request(s) to {what}",
-            requests.len()
+            p.requests.len()
         ),
     )
-    .with("requests", json!(requests))
-    .with("findings", json!(findings))
+    .with("requests", json!(p.requests))
+    .with("findings", json!(p.findings))
 }
 
 pub struct AdmissionDeny;

@@ -132,6 +132,47 @@ pub(crate) fn fold_clusters(
     }
 }
 
+/// Per-cluster rehearsal plans folded together.
+pub(crate) struct Plans {
+    pub requests: Vec<Value>,
+    pub findings: Vec<Value>,
+    /// Per cluster: its name, its request count and the plan's other fields, or its error.
+    pub per: Vec<Value>,
+}
+
+/// Folds per-cluster plans (`{requests, findings, ...}`); a cluster that could not be read
+/// is a blocker finding, not a failed rehearsal.
+pub(crate) fn fold_plans(results: Vec<(&ClusterConfig, Result<Value, K8sError>)>) -> Plans {
+    let mut p = Plans {
+        requests: Vec::new(),
+        findings: Vec::new(),
+        per: Vec::new(),
+    };
+    for (c, r) in results {
+        match r {
+            Ok(mut v) => {
+                let reqs = v["requests"].as_array().cloned().unwrap_or_default();
+                p.findings
+                    .extend(v["findings"].as_array().cloned().unwrap_or_default());
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("requests");
+                    m.remove("findings");
+                    m.insert("cluster".into(), json!(c.name));
+                    m.insert("requests".into(), json!(reqs.len()));
+                }
+                p.requests.extend(reqs);
+                p.per.push(v);
+            }
+            Err(e) => {
+                p.findings.push(json!(format!("blocker: {e}")));
+                p.per
+                    .push(json!({"cluster": c.name, "error": e.to_string()}));
+            }
+        }
+    }
+    p
+}
+
 // ---- kube.clusters -------------------------------------------------------------------
 
 static CLUSTERS: ActionSpec = ActionSpec {

@@ -24,7 +24,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{CLUSTER, clusters, credential, each_cluster, fold_clusters, no_clusters, would_send};
+use super::{
+    CLUSTER, clusters, credential, each_cluster, fold_clusters, fold_plans, no_clusters, would_send,
+};
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
     str_input,
@@ -652,22 +654,11 @@ impl Action for RotateSecret {
             }
         })
         .await;
-        let mut requests = Vec::new();
-        let mut findings = Vec::new();
-        let mut per = Vec::new();
-        for (c, r) in results {
-            match r {
-                Ok(v) => {
-                    requests.extend(v["requests"].as_array().cloned().unwrap_or_default());
-                    findings.extend(v["findings"].as_array().cloned().unwrap_or_default());
-                    per.push(json!({"cluster": c.name, "would_restart": v["would_restart"]}));
-                }
-                Err(e) => {
-                    findings.push(json!(format!("blocker: {e}")));
-                    per.push(json!({"cluster": c.name, "error": e.to_string()}));
-                }
-            }
-        }
+        let super::Plans {
+            requests,
+            mut findings,
+            per,
+        } = fold_plans(results);
         if let Source::Env(v) = &t.source
             && std::env::var_os(v).is_none()
         {

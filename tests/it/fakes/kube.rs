@@ -2554,6 +2554,12 @@ fn update(st: &mut State, call: &Call) -> Response {
     if let Err(r) = prepare_update(call, &old.obj, &mut new) {
         return r;
     }
+    store_update(st, call, old, new)
+}
+
+/// Stores the result of a PUT or a non-apply PATCH: the caller's manager (an `Update`
+/// operation) takes the fields it changed.
+fn store_update(st: &mut State, call: &Call, old: Stored, new: Value) -> Response {
     let mut stored = Stored {
         obj: new,
         ..Stored::default()
@@ -2650,16 +2656,7 @@ fn patch(st: &mut State, call: &Call) -> Response {
     if let Err(r) = prepare_update(call, &old.obj, &mut new) {
         return r;
     }
-    let mut stored = Stored {
-        obj: new,
-        ..Stored::default()
-    };
-    let mgr = Manager {
-        name: call.manager.clone(),
-        apply: false,
-    };
-    track_update(&call.def, Some(&old), &mut stored, &mgr);
-    finish(st, call, "UPDATE", Some(old), stored)
+    store_update(st, call, old, new)
 }
 
 fn apply(st: &mut State, call: &Call, force: bool) -> Response {
