@@ -83,6 +83,13 @@ pub enum Command {
     /// Kubernetes admission: render the policy objects, list what each cluster denies.
     #[command(subcommand)]
     Kube(crate::cli_kube::KubeCmd),
+    /// Run the server: engine workers, the Slack app and the JSON API (`[server]`, `[slack]`,
+    /// `[api]`, `[auth]` in the config).
+    Serve {
+        /// Listen address (overrides `[server] listen`), e.g. 127.0.0.1:0 for any free port.
+        #[arg(long)]
+        listen: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -396,6 +403,16 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let env = Env::open(&cli).await?;
     match cli.command {
         Command::Playbook(_) | Command::Kube(_) | Command::Incident(IncidentCmd::Start(_)) => Ok(0),
+        Command::Serve { listen } => {
+            let mut config = (*env.config).clone();
+            if let Some(l) = listen {
+                config.server.listen = l;
+            }
+            crate::serve::serve(Arc::new(config), env.store.clone())
+                .await
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            Ok(0)
+        }
         Command::Incident(IncidentCmd::List { json }) => {
             let list = env.store.list().await?;
             if json {

@@ -28,6 +28,109 @@ pub struct Config {
     pub pypi: PypiConfig,
     pub oci: OciConfig,
     pub kube: KubeConfig,
+    pub server: ServerConfig,
+    pub api: ApiConfig,
+    pub slack: SlackConfig,
+    pub auth: AuthConfig,
+}
+
+/// `[server]`: `recall serve`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Largest request body accepted.
+    pub max_body_kib: usize,
+    /// Every route answers within this (Slack's own deadline is 3 s).
+    pub request_timeout: String,
+    /// On SIGTERM: how long in-flight steps get to finish before the process exits (their
+    /// attempts are on disk; the next start reconciles them).
+    pub shutdown_grace: String,
+    /// Log as JSON lines.
+    pub log_json: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_kib: 256,
+            request_timeout: "10s".into(),
+            shutdown_grace: "20s".into(),
+            log_json: true,
+        }
+    }
+}
+
+/// `[api]`: bearer tokens for the JSON API. The env var (or file) holds `name=token`
+/// pairs separated by commas or newlines; the name is the caller's identity.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    pub tokens_env: Option<String>,
+    pub tokens_file: Option<String>,
+}
+
+/// `[slack]`: the Slack app.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlackConfig {
+    pub signing_secret_env: Option<String>,
+    pub signing_secret_file: Option<String>,
+    pub bot_token_env: Option<String>,
+    pub bot_token_file: Option<String>,
+    /// Web API base; tests and proxies override it.
+    pub api_url: String,
+    /// Where incidents started outside Slack (API) are posted; slash commands post where
+    /// they were typed.
+    pub channel: Option<String>,
+    /// `thread` (default): a thread in the channel; `channel`: a new channel per incident.
+    pub thread_mode: String,
+    /// How often the outbox looks for something to post.
+    pub poll: String,
+}
+
+impl Default for SlackConfig {
+    fn default() -> Self {
+        Self {
+            signing_secret_env: Some("SLACK_SIGNING_SECRET".into()),
+            signing_secret_file: None,
+            bot_token_env: Some("SLACK_BOT_TOKEN".into()),
+            bot_token_file: None,
+            api_url: "https://slack.com/api/".into(),
+            channel: None,
+            thread_mode: "thread".into(),
+            poll: "500ms".into(),
+        }
+    }
+}
+
+/// `[auth]`: who may do what, from Slack, the API and the CLI alike. Entries are
+/// `user:ID` (a Slack user id, an API token's name, or a CLI user) or `group:NAME` from
+/// `[groups]`. Empty `starters`: anyone authenticated may start a rehearsal.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Who may start incidents (rehearsals included).
+    pub starters: Vec<String>,
+    /// Who may start live incidents. Empty: nobody from Slack or the API (the CLI is
+    /// governed by who can run it).
+    pub live_starters: Vec<String>,
+}
+
+impl AuthConfig {
+    /// Does `who` match any of `rules` (`user:` / `group:` entries)?
+    pub fn matches(rules: &[String], who: &str, groups: &[String]) -> bool {
+        rules.iter().any(|r| {
+            if let Some(u) = r.strip_prefix("user:") {
+                u == who
+            } else if let Some(g) = r.strip_prefix("group:") {
+                groups.iter().any(|x| x == g)
+            } else {
+                r == who
+            }
+        })
+    }
 }
 
 /// `[kube]`: the Kubernetes clusters Recall acts on (admission deny list, running-pod
@@ -350,6 +453,9 @@ impl Config {
             ("pypi.timeout", &cfg.pypi.timeout),
             ("oci.timeout", &cfg.oci.timeout),
             ("kube.timeout", &cfg.kube.timeout),
+            ("server.request_timeout", &cfg.server.request_timeout),
+            ("server.shutdown_grace", &cfg.server.shutdown_grace),
+            ("slack.poll", &cfg.slack.poll),
         ] {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
         }
@@ -405,6 +511,28 @@ impl Config {
             }
         }
         cfg.kube.validate()?;
+        if !matches!(cfg.slack.thread_mode.as_str(), "thread" | "channel") {
+            return Err(ConfigError::Invalid(format!(
+                "slack.thread_mode = {:?}: expected \"thread\" or \"channel\"",
+                cfg.slack.thread_mode
+            )));
+        }
+        for (what, list) in [
+            ("auth.starters", &cfg.auth.starters),
+            ("auth.live_starters", &cfg.auth.live_starters),
+        ] {
+            for a in list {
+                let ok = a
+                    .strip_prefix("user:")
+                    .or_else(|| a.strip_prefix("group:"))
+                    .is_some_and(|n| !n.trim().is_empty());
+                if !ok {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}: {a:?} is not `user:ID` or `group:NAME`"
+                    )));
+                }
+            }
+        }
         if cfg.engine.concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "engine.concurrency must be >= 1".into(),

@@ -7,8 +7,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = recall::cli::Cli::parse();
-    let filter = EnvFilter::try_from_env("RECALL_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    if cli.log_json {
+    // The server logs structured JSON at info by default; the CLI stays quiet.
+    let serving = matches!(cli.command, recall::cli::Command::Serve { .. });
+    let filter = EnvFilter::try_from_env("RECALL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(if serving { "info" } else { "warn" }));
+    if cli.log_json || serving {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)

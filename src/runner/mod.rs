@@ -134,6 +134,28 @@ impl Runner {
     /// Validate, create and drive a new incident. Nothing is stored when the playbook or the
     /// parameters are invalid.
     pub async fn start(&self, req: StartRequest) -> Result<(String, DriveOutcome), RunError> {
+        let id = self.create(req).await?;
+        let outcome = self.drive(&id).await?;
+        Ok((id, outcome))
+    }
+
+    /// Checks a start request without storing anything: the playbook parses and lints, the
+    /// parameters bind, the mode flags agree.
+    pub fn validate(&self, req: &StartRequest) -> Result<(), RunError> {
+        let pb = self
+            .parse_pinned(&req.file, &req.source)
+            .map_err(RunError::Playbook)?;
+        playbook::bind_params(&pb, &req.params).map_err(RunError::Params)?;
+        if req.auto_approve && req.mode != Mode::Rehearsal {
+            return Err(RunError::Invalid(
+                "--auto-approve is only allowed with --dry-run (a rehearsal)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates and stores a new incident, its creator holding the lease; `drive` runs it.
+    pub async fn create(&self, req: StartRequest) -> Result<String, RunError> {
         let pb = self
             .parse_pinned(&req.file, &req.source)
             .map_err(RunError::Playbook)?;
@@ -205,8 +227,7 @@ impl Runner {
             )
             .await?;
         info!(incident = %id, playbook = %state.playbook.name, mode = %req.mode, "incident started");
-        let outcome = self.drive(&id).await?;
-        Ok((id, outcome))
+        Ok(id)
     }
 
     /// Queue a human decision and, if nobody else is driving the incident, drive it.

@@ -3,6 +3,7 @@
 //! milliseconds, JSON as TEXT.
 
 mod sbom;
+mod slack;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -13,6 +14,7 @@ use crate::engine::{Approval, Dirty, Entry, RunState};
 use crate::timeline;
 
 pub use sbom::{SbomDocInfo, SbomDocRow, SbomStats, SbomStore};
+pub use slack::{SlackStore, SlackThread};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +311,7 @@ pub struct NewIncident {
 }
 
 #[async_trait]
-pub trait Store: SbomStore + Send + Sync {
+pub trait Store: SbomStore + SlackStore + Send + Sync {
     /// Insert a new incident with its pinned playbook and the first transition.
     async fn create_incident(&self, incident: NewIncident, first: Prepared) -> Result<()>;
     /// Commit transitions (of one or several incidents) in one transaction: group commit.

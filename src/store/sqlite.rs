@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sbom_index",
         include_str!("../../migrations/sqlite/0003_sbom_index.sql"),
     ),
+    (
+        4,
+        "slack",
+        include_str!("../../migrations/sqlite/0004_slack.sql"),
+    ),
 ];
 
 /// Rows per multi-row INSERT (15 columns x 64 rows stays far below SQLite's variable limit).

@@ -21,3 +21,5 @@ mod oci_image;
 mod oci_registry;
 mod pypi_flow;
 mod sbom;
+mod serve;
+mod slack_fake;

@@ -16,6 +16,7 @@ pub mod crates;
 pub mod kube;
 pub mod proxy;
 pub mod pypi;
+pub mod slack;
 pub mod vap;
 
 use std::collections::VecDeque;
@@ -158,6 +159,12 @@ pub enum Fault {
 /// Serves requests for a [`FakeServer`].
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &Request) -> Response;
+
+    /// A fault for `req` when none is queued: lets a handler model a lasting outage (e.g.
+    /// [`Fault::Reset`] on every request while it is "down"). Default: none.
+    fn fault(&self, _req: &Request) -> Option<Fault> {
+        None
+    }
 }
 
 impl<F> Handler for F
@@ -371,7 +378,7 @@ async fn serve_connection(
         Err(_) => return,
     };
     lock(&shared.log).push(req.clone());
-    let resp = match shared.take_fault(&req) {
+    let resp = match shared.take_fault(&req).or_else(|| handler.fault(&req)) {
         None => handler.handle(&req),
         Some(Fault::Reset) => {
             let _ = stream.set_zero_linger();
