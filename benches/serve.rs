@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fakes::slack::{FakeSlack, post_signed, slash_command_body};
+use fakes::slack::{FakeSlack, now_timestamp, sign, slash_command_body};
 
 const SECRET: &str = "bench-signing-secret-0123456789";
 const BOT: &str = "xoxb-bench";
@@ -35,7 +35,7 @@ async fn main() {
     std::fs::write(
         &cfg,
         format!(
-            "[slack]\nsigning_secret_env = \"B_SECRET\"\nbot_token_env = \"B_BOT\"\napi_url = \"{}\"\npoll = \"100ms\"\n",
+            "[slack]\nsigning_secret_env = \"B_SECRET\"\nbot_token_env = \"B_BOT\"\napi_url = \"{}\"\npoll = \"100ms\"\n[api]\ntokens_env = \"B_API\"\n",
             slack.api_url()
         ),
     )
@@ -48,6 +48,7 @@ async fn main() {
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("B_SECRET", SECRET)
         .env("B_BOT", BOT)
+        .env("B_API", "bench=bench-api-token-0123456789")
         .env("RECALL_LOG", "warn")
         .current_dir(dir.path())
         .stdout(Stdio::piped())
@@ -58,12 +59,27 @@ async fn main() {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("read");
-    let url = format!(
-        "http://{}/slack/commands",
-        line.trim().trim_start_matches("listening on ")
-    );
+    let base = format!("http://{}", line.trim().trim_start_matches("listening on "));
+    let url = format!("{base}/slack/commands");
+    let incidents = |http: reqwest::Client| {
+        let u = format!("{base}/api/incidents");
+        async move {
+            let list: Vec<serde_json::Value> = http
+                .get(&u)
+                .bearer_auth("bench-api-token-0123456789")
+                .send()
+                .await
+                .expect("api")
+                .json()
+                .await
+                .expect("json");
+            let running = list.iter().filter(|i| i["status"] == "running").count();
+            (list.len(), running)
+        }
+    };
     let text =
         "start npm-compromised-release package=left-pad versions=[\"1.3.1\",\"1.3.2\"] --dry-run";
+    let http = reqwest::Client::new();
     let send = |text: String| {
         let body = slash_command_body(
             "/recall",
@@ -75,10 +91,22 @@ async fn main() {
             &slack.issue_trigger_id(),
         );
         let url = url.clone();
+        let http = http.clone();
         async move {
+            // Signed like Slack signs; one shared client, as Slack keeps connections warm.
+            let ts = now_timestamp();
+            let sig = sign(SECRET, ts, &body);
             let t = Instant::now();
-            let (status, _, _) =
-                post_signed(&url, SECRET, &body, "application/x-www-form-urlencoded").await;
+            let status = http
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-slack-request-timestamp", ts.to_string())
+                .header("x-slack-signature", sig)
+                .body(body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
             (status, t.elapsed().as_secs_f64() * 1e3)
         }
     };
@@ -87,8 +115,13 @@ async fn main() {
         let (s, _) = send(text.to_string()).await;
         assert_eq!(s, 200);
     }
+    // Let the background incidents exist before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (existing, running) = incidents(http.clone()).await;
     let mut lat = Vec::new();
+    let mut during = Vec::new();
     for _ in 0..ROUNDS {
+        during.push(incidents(http.clone()).await.1);
         let futs: Vec<_> = (0..CONCURRENT).map(|_| send(text.to_string())).collect();
         for (status, ms) in futures::future::join_all(futs).await {
             assert_eq!(status, 200);
@@ -97,10 +130,22 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let (p50, p99, max) = (pct(&lat, 0.5), pct(&lat, 0.99), pct(&lat, 1.0));
+    // Every acknowledged command became an incident (created after its answer).
+    let mut total = 0;
+    for _ in 0..100 {
+        total = incidents(http.clone()).await.0;
+        if total >= 20 + lat.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     println!(
-        "recall serve: /slack/commands ack latency, {} commands in rounds of {CONCURRENT} concurrent, {} cores, while {} incidents ran",
+        "recall serve: /slack/commands ack latency, {} commands in rounds of {CONCURRENT} concurrent, {} cores",
         lat.len(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!(
+        "  before measuring: {existing} incidents ({running} running); running at each round's start: {during:?}; incidents created in all: {total} of {}",
         20 + lat.len()
     );
     println!(

@@ -131,6 +131,7 @@ pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), Ser
         wake_slack: wake_slack.clone(),
         slack,
         api_tokens,
+        seen: Default::default(),
     });
     let supervisor = tokio::spawn(supervise(
         runner.clone(),

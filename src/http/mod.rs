@@ -41,6 +41,8 @@ pub struct AppState {
     pub slack: Option<slack::SlackApp>,
     /// API tokens: (name, token).
     pub api_tokens: Vec<(String, SecretString)>,
+    /// Slack request signatures accepted recently (the fast half of replay protection).
+    pub seen: slack::SeenCache,
 }
 
 /// The one error type of the HTTP layer, mapped once to a status code.

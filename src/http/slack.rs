@@ -33,7 +33,11 @@ fn ephemeral(text: impl Into<String>) -> Response {
 }
 
 /// Verifies and de-duplicates; the body is never logged.
-async fn check(state: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<String, Response> {
+async fn check(
+    state: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, String), Response> {
     let reject = |why: String| {
         state.metrics.slack_rejected.inc();
         warn!(reason = %why, bytes = body.len(), "slack request refused");
@@ -54,13 +58,49 @@ async fn check(state: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<Strin
     )
     .map_err(|e| reject(e.to_string()))?;
     let sig = h("x-slack-signature").unwrap_or_default();
-    match state.store.slack_seen(sig, now * 1000, SEEN_KEEP_MS).await {
-        Ok(true) => Ok(text.to_string()),
-        Ok(false) => Err(reject("request already seen (replay)".into())),
-        Err(e) => {
-            warn!(error = %e, "replay check failed");
-            Err((StatusCode::SERVICE_UNAVAILABLE, "try again").into_response())
+    // Replays are refused here from memory (no database write in Slack's 3 seconds); the
+    // durable check (`durable_once`) runs before any effect, across restarts and replicas.
+    if !state.seen.first_time(sig, now) {
+        return Err(reject("request already seen (replay)".into()));
+    }
+    Ok((text.to_string(), sig.to_string()))
+}
+
+/// The durable half of replay protection: true the first time any process sees `sig`.
+/// Called before a request has an effect (an incident created, a decision queued).
+pub async fn durable_once(state: &Shared, sig: &str) -> bool {
+    let now = chrono::Utc::now().timestamp_millis();
+    match state.store.slack_seen(sig, now, SEEN_KEEP_MS).await {
+        Ok(first) => {
+            if !first {
+                warn!("slack request replayed to another process or after a restart: ignored");
+            }
+            first
         }
+        Err(e) => {
+            warn!(error = %e, "replay check failed: request ignored");
+            false
+        }
+    }
+}
+
+/// Signatures accepted recently by this process (Slack's window is 5 minutes).
+#[derive(Default)]
+pub struct SeenCache(std::sync::Mutex<HashMap<String, i64>>);
+
+impl SeenCache {
+    pub fn first_time(&self, sig: &str, now_secs: i64) -> bool {
+        let Ok(mut m) = self.0.lock() else {
+            return false;
+        };
+        if m.len() > 10_000 {
+            m.retain(|_, t| now_secs - *t <= crate::slack::MAX_AGE_SECS * 2);
+        }
+        if m.contains_key(sig) {
+            return false;
+        }
+        m.insert(sig.to_string(), now_secs);
+        true
     }
 }
 
@@ -73,14 +113,14 @@ fn form(text: &str) -> HashMap<String, String> {
 pub async fn commands(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let t0 = Instant::now();
     let r = match check(&state, &headers, &body).await {
-        Ok(text) => command(&state, form(&text)).await,
+        Ok((text, sig)) => command(&state, form(&text), sig).await,
         Err(r) => r,
     };
     state.metrics.slack_ack.observe(t0.elapsed().as_secs_f64());
     r
 }
 
-async fn command(state: &Shared, f: HashMap<String, String>) -> Response {
+async fn command(state: &Shared, f: HashMap<String, String>, sig: String) -> Response {
     let user = f.get("user_id").cloned().unwrap_or_default();
     let channel = f.get("channel_id").cloned().unwrap_or_default();
     let response_url = f.get("response_url").cloned();
@@ -184,6 +224,9 @@ async fn command(state: &Shared, f: HashMap<String, String>) -> Response {
             let st = state.clone();
             let pb = playbook.clone();
             tokio::spawn(async move {
+                if !durable_once(&st, &sig).await {
+                    return;
+                }
                 let r = start_incident(
                     &st,
                     &pb,
@@ -268,12 +311,12 @@ pub async fn interactions(
 ) -> Response {
     let t0 = Instant::now();
     let r = match check(&state, &headers, &body).await {
-        Ok(text) => {
+        Ok((text, sig)) => {
             let payload = form(&text)
                 .get("payload")
                 .and_then(|p| serde_json::from_str::<Value>(p).ok());
             match payload {
-                Some(p) => interaction(&state, p).await,
+                Some(p) => interaction(&state, p, sig).await,
                 None => (StatusCode::BAD_REQUEST, "no payload").into_response(),
             }
         }
@@ -283,7 +326,7 @@ pub async fn interactions(
     r
 }
 
-async fn interaction(state: &Shared, p: Value) -> Response {
+async fn interaction(state: &Shared, p: Value, sig: String) -> Response {
     let user = p["user"]["id"].as_str().unwrap_or_default().to_string();
     if user.is_empty() {
         return (StatusCode::BAD_REQUEST, "no user").into_response();
@@ -303,6 +346,9 @@ async fn interaction(state: &Shared, p: Value) -> Response {
             let trigger = p["trigger_id"].as_str().unwrap_or_default().to_string();
             let st = state.clone();
             tokio::spawn(async move {
+                if !durable_once(&st, &sig).await {
+                    return;
+                }
                 let msg = press(&st, &user, &action_id, &incident, &step, &target, &trigger).await;
                 if let (Some(m), Some(app), Some(url)) = (msg, &st.slack, response_url) {
                     let _ = app

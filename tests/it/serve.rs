@@ -533,3 +533,107 @@ async fn kill_and_restart_continue_the_same_thread() {
     );
     assert!(after.len() > before.len());
 }
+
+/// Reject opens a reason form; the submitted reason rejects the step. Slack's 429 on the
+/// way is waited out (Retry-After), not dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_asks_for_a_reason_and_rate_limits_are_waited_out() {
+    let slack = FakeSlack::start(BOT).await;
+    slack.rate_limit_next("chat.postMessage", 1, 1);
+    let r = recall_for(&slack, "");
+    let s = Server::start(&r);
+    let (st, _) = command(&s, &slack, "UONCALL", "start slack-e2e message=reject-me").await;
+    assert_eq!(st, 200);
+    let (msg_ts, value) = approval_button(&slack).await;
+    // Reject: no ephemeral answer, a modal opens with the button bound in it.
+    let url = slack.new_response_url();
+    let p = block_actions_payload(
+        "UALICE",
+        "ualice",
+        CHANNEL,
+        &msg_ts,
+        "reject",
+        &value,
+        &url,
+        &slack.issue_trigger_id(),
+    );
+    let (status, _, _) = post_signed(
+        &format!("{}/slack/interactions", s.url),
+        SECRET,
+        &interaction_body(&p),
+        FORM,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let view = wait_for("the reason form", 10, || slack.views().first().cloned()).await;
+    let meta = view["view"]["private_metadata"]
+        .as_str()
+        .or(view["private_metadata"].as_str())
+        .expect("private_metadata")
+        .to_string();
+    // An empty reason is refused in the form itself.
+    let empty = crate::fakes::slack::view_submission_payload(
+        "UALICE",
+        "reject",
+        &meta,
+        json!({"reason": {"value": {"type": "plain_text_input", "value": " "}}}),
+    );
+    let (status, _, b) = post_signed(
+        &format!("{}/slack/interactions", s.url),
+        SECRET,
+        &interaction_body(&empty),
+        FORM,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(b.contains("\"response_action\":\"errors\""), "{b}");
+    let sub = crate::fakes::slack::view_submission_payload(
+        "UALICE",
+        "reject",
+        &meta,
+        json!({"reason": {"value": {"type": "plain_text_input", "value": "wrong target"}}}),
+    );
+    let (status, _, _) = post_signed(
+        &format!("{}/slack/interactions", s.url),
+        SECRET,
+        &interaction_body(&sub),
+        FORM,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let id = incidents(&s).await[0]["id"].as_str().unwrap().to_string();
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let show = api(&s, &format!("/api/incidents/{id}")).await;
+        // A rejected approval ends the step as `rejected`; what follows is the engine's
+        // usual semantics (nothing here depends on it).
+        if matches!(
+            show["incident"]["status"].as_str(),
+            Some("failed" | "succeeded")
+        ) {
+            let gated = show["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["step_id"] == "gated")
+                .unwrap()
+                .clone();
+            assert_eq!(gated["status"], "rejected", "{show}");
+            break;
+        }
+        assert!(Instant::now() < end, "not rejected: {show}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tl = api(&s, &format!("/api/incidents/{id}/timeline?format=json")).await;
+    assert!(serde_json::to_string(&tl).unwrap().contains("wrong target"));
+    // The rate-limited first post was retried after its Retry-After, not lost.
+    wait_for("the rejection in the thread", 15, || {
+        slack
+            .messages(CHANNEL)
+            .iter()
+            .any(|m| m.text.contains("approval.rejected"))
+            .then_some(())
+    })
+    .await;
+    assert!(slack.call_count("chat.postMessage") >= 3);
+}
