@@ -471,15 +471,22 @@ impl Config {
                 "gate.approvals must be >= 1: a deletion always needs an explicit approval".into(),
             ));
         }
-        for a in &cfg.gate.approvers {
-            let ok = a
-                .strip_prefix("user:")
-                .or_else(|| a.strip_prefix("group:"))
-                .is_some_and(|n| !n.trim().is_empty());
-            if !ok {
-                return Err(ConfigError::Invalid(format!(
-                    "gate.approvers: {a:?} is not `user:NAME` or `group:NAME`"
-                )));
+        // Who-may rules: `user:NAME` or `group:NAME`, everywhere.
+        for (what, list) in [
+            ("gate.approvers", &cfg.gate.approvers),
+            ("auth.starters", &cfg.auth.starters),
+            ("auth.live_starters", &cfg.auth.live_starters),
+        ] {
+            for a in list {
+                let ok = a
+                    .strip_prefix("user:")
+                    .or_else(|| a.strip_prefix("group:"))
+                    .is_some_and(|n| !n.trim().is_empty());
+                if !ok {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}: {a:?} is not `user:NAME` or `group:NAME`"
+                    )));
+                }
             }
         }
         for (i, r) in cfg.gate.retention.iter().enumerate() {
@@ -516,22 +523,6 @@ impl Config {
                 "slack.thread_mode = {:?}: expected \"thread\" or \"channel\"",
                 cfg.slack.thread_mode
             )));
-        }
-        for (what, list) in [
-            ("auth.starters", &cfg.auth.starters),
-            ("auth.live_starters", &cfg.auth.live_starters),
-        ] {
-            for a in list {
-                let ok = a
-                    .strip_prefix("user:")
-                    .or_else(|| a.strip_prefix("group:"))
-                    .is_some_and(|n| !n.trim().is_empty());
-                if !ok {
-                    return Err(ConfigError::Invalid(format!(
-                        "{what}: {a:?} is not `user:ID` or `group:NAME`"
-                    )));
-                }
-            }
         }
         if cfg.engine.concurrency == 0 {
             return Err(ConfigError::Invalid(

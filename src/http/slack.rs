@@ -203,23 +203,8 @@ async fn command(state: &Shared, f: HashMap<String, String>, sig: String) -> Res
         } => {
             let mode = if dry_run { Mode::Rehearsal } else { Mode::Live };
             // Everything cheap is checked before the answer: who, which playbook, params.
-            if let Err(e) = super::may_start(&state.config, &user, mode) {
-                return ephemeral(format!(":no_entry: {e}"));
-            }
-            let (file, source) = match super::playbook_by_name(&playbook) {
-                Ok(p) => p,
-                Err(e) => return ephemeral(format!(":warning: {e}")),
-            };
-            let req = crate::runner::StartRequest {
-                file,
-                source,
-                params: params.clone(),
-                mode,
-                auto_approve: false,
-                started_by: user.clone(),
-            };
-            if let Err(e) = state.runner.validate(&req) {
-                return ephemeral(format!(":warning: {e}"));
+            if let Err(e) = pre_check(state, &user, &playbook, &params, mode) {
+                return ephemeral(e);
             }
             let st = state.clone();
             let pb = playbook.clone();
@@ -257,6 +242,29 @@ async fn command(state: &Shared, f: HashMap<String, String>, sig: String) -> Res
             .into_response()
         }
     }
+}
+
+/// Who, which playbook, which params: checked before Slack gets its answer (no I/O).
+fn pre_check(
+    state: &Shared,
+    user: &str,
+    playbook: &str,
+    params: &[(String, String)],
+    mode: Mode,
+) -> Result<(), String> {
+    super::may_start(&state.config, user, mode).map_err(|e| format!(":no_entry: {e}"))?;
+    let (file, source) = super::playbook_by_name(playbook).map_err(|e| format!(":warning: {e}"))?;
+    state
+        .runner
+        .validate(&crate::runner::StartRequest {
+            file,
+            source,
+            params: params.to_vec(),
+            mode,
+            auto_approve: false,
+            started_by: user.to_string(),
+        })
+        .map_err(|e| format!(":warning: {e}"))
 }
 
 fn start_modal(state: &Shared) -> Value {
@@ -404,27 +412,12 @@ async fn interaction(state: &Shared, p: Value, sig: String) -> Response {
                         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                         .collect();
                     let mode = if dry_run { Mode::Rehearsal } else { Mode::Live };
-                    if let Err(e) = super::may_start(&state.config, &user, mode) {
+                    if let Err(e) = pre_check(state, &user, &playbook, &params, mode) {
+                        let e: String = e.chars().take(1900).collect();
                         return axum::Json(
-                            json!({ "response_action": "errors", "errors": { "mode": e } }),
+                            json!({ "response_action": "errors", "errors": { "params": e } }),
                         )
                         .into_response();
-                    }
-                    let check = super::playbook_by_name(&playbook).and_then(|(file, source)| {
-                        state
-                            .runner
-                            .validate(&crate::runner::StartRequest {
-                                file,
-                                source,
-                                params: params.clone(),
-                                mode,
-                                auto_approve: false,
-                                started_by: user.clone(),
-                            })
-                            .map_err(super::ApiError::from)
-                    });
-                    if let Err(e) = check {
-                        return axum::Json(json!({ "response_action": "errors", "errors": { "params": e.to_string().chars().take(1900).collect::<String>() } })).into_response();
                     }
                     let st = state.clone();
                     tokio::spawn(async move {

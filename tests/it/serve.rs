@@ -132,6 +132,17 @@ pub async fn command(s: &Server, slack: &FakeSlack, user: &str, text: &str) -> (
     (status, serde_json::from_str(&b).unwrap_or(json!(b)))
 }
 
+/// Posts a signed interaction payload.
+async fn interact(s: &Server, payload: &Value) -> (u16, reqwest::header::HeaderMap, String) {
+    post_signed(
+        &format!("{}/slack/interactions", s.url),
+        SECRET,
+        &interaction_body(payload),
+        FORM,
+    )
+    .await
+}
+
 async fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
     let end = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -201,13 +212,7 @@ async fn press(
         &url,
         &slack.issue_trigger_id(),
     );
-    let (status, _, _) = post_signed(
-        &format!("{}/slack/interactions", s.url),
-        SECRET,
-        &interaction_body(&p),
-        FORM,
-    )
-    .await;
+    let (status, _, _) = interact(s, &p).await;
     assert_eq!(status, 200);
     let got = wait_for("the ephemeral answer", 15, || {
         slack.responses(&url).first().cloned()
@@ -557,13 +562,7 @@ async fn reject_asks_for_a_reason_and_rate_limits_are_waited_out() {
         &url,
         &slack.issue_trigger_id(),
     );
-    let (status, _, _) = post_signed(
-        &format!("{}/slack/interactions", s.url),
-        SECRET,
-        &interaction_body(&p),
-        FORM,
-    )
-    .await;
+    let (status, _, _) = interact(&s, &p).await;
     assert_eq!(status, 200);
     let view = wait_for("the reason form", 10, || slack.views().first().cloned()).await;
     let meta = view["view"]["private_metadata"]
@@ -578,13 +577,7 @@ async fn reject_asks_for_a_reason_and_rate_limits_are_waited_out() {
         &meta,
         json!({"reason": {"value": {"type": "plain_text_input", "value": " "}}}),
     );
-    let (status, _, b) = post_signed(
-        &format!("{}/slack/interactions", s.url),
-        SECRET,
-        &interaction_body(&empty),
-        FORM,
-    )
-    .await;
+    let (status, _, b) = interact(&s, &empty).await;
     assert_eq!(status, 200);
     assert!(b.contains("\"response_action\":\"errors\""), "{b}");
     let sub = crate::fakes::slack::view_submission_payload(
@@ -593,13 +586,7 @@ async fn reject_asks_for_a_reason_and_rate_limits_are_waited_out() {
         &meta,
         json!({"reason": {"value": {"type": "plain_text_input", "value": "wrong target"}}}),
     );
-    let (status, _, _) = post_signed(
-        &format!("{}/slack/interactions", s.url),
-        SECRET,
-        &interaction_body(&sub),
-        FORM,
-    )
-    .await;
+    let (status, _, _) = interact(&s, &sub).await;
     assert_eq!(status, 200);
     let id = incidents(&s).await[0]["id"].as_str().unwrap().to_string();
     let end = Instant::now() + Duration::from_secs(20);
