@@ -54,6 +54,15 @@ pub enum Command {
         id: String,
         #[arg(long, value_enum, default_value = "md")]
         format: TimelineFormat,
+        /// Only these event kinds (repeatable; `approval.*` keeps every approval event).
+        #[arg(long = "kind")]
+        kinds: Vec<String>,
+        /// Only this step's events.
+        #[arg(long)]
+        step: Option<String>,
+        /// Only events at or after this time (RFC 3339) or this long ago (`30m`, `2h`).
+        #[arg(long)]
+        since: Option<String>,
     },
     /// Audit the hash-chained timeline.
     #[command(subcommand)]
@@ -182,6 +191,7 @@ pub enum PlaybookCmd {
 pub enum TimelineFormat {
     Json,
     Md,
+    Csv,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -490,14 +500,34 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(report_for(&env, &a.id, &o, a.json).await)
         }
         Command::Sbom(cmd) => crate::cli_sbom::run(&cmd, env.store.clone(), &env.config).await,
-        Command::Timeline { id, format } => {
+        Command::Timeline {
+            id,
+            format,
+            kinds,
+            step,
+            since,
+        } => {
+            let filter = timeline::render::Filter {
+                kinds,
+                step,
+                since: since
+                    .map(|s| {
+                        timeline::render::parse_since(&s, chrono::Utc::now().timestamp_millis())
+                    })
+                    .transpose()
+                    .map_err(CliError::Usage)?,
+            };
             let inc = env
                 .store
                 .incident(&id)
                 .await?
                 .ok_or_else(|| RunError::NotFound(id.clone()))?;
-            let events = env.store.events(&id).await?;
+            let events = filter.apply(&env.store.events(&id).await?);
             match format {
+                TimelineFormat::Csv => {
+                    let mut o = std::io::stdout().lock();
+                    let _ = o.write_all(timeline::render::to_csv(&inc, &events).as_bytes());
+                }
                 TimelineFormat::Json => out(serde_json::to_string_pretty(
                     &timeline::render::to_json(&inc, &events),
                 )

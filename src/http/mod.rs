@@ -341,6 +341,10 @@ async fn api_show(
 #[derive(Deserialize)]
 struct TimelineQuery {
     format: Option<String>,
+    /// Comma-separated kinds or prefixes (`approval.*`).
+    kind: Option<String>,
+    step: Option<String>,
+    since: Option<String>,
 }
 
 async fn api_timeline(
@@ -356,8 +360,27 @@ async fn api_timeline(
         .incident(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no incident {id}")))?;
-    let events = state.store.events(&id).await?;
+    let filter = crate::timeline::render::Filter {
+        kinds: q
+            .kind
+            .as_deref()
+            .map(|k| k.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        step: q.step.clone(),
+        since: q
+            .since
+            .as_deref()
+            .map(|s| crate::timeline::render::parse_since(s, chrono::Utc::now().timestamp_millis()))
+            .transpose()
+            .map_err(ApiError::BadRequest)?,
+    };
+    let events = filter.apply(&state.store.events(&id).await?);
     match q.format.as_deref().unwrap_or("json") {
+        "csv" => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            crate::timeline::render::to_csv(&inc, &events),
+        )
+            .into_response()),
         "json" => Ok(axum::Json(crate::timeline::render::to_json(&inc, &events)).into_response()),
         "md" | "markdown" => Ok((
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
@@ -365,7 +388,7 @@ async fn api_timeline(
         )
             .into_response()),
         other => Err(ApiError::BadRequest(format!(
-            "format `{other}`: expected json or md"
+            "format `{other}`: expected json, md or csv"
         ))),
     }
 }

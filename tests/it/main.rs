@@ -23,3 +23,4 @@ mod pypi_flow;
 mod sbom;
 mod serve;
 mod slack_fake;
+mod timeline_export;

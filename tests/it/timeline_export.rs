@@ -1,0 +1,113 @@
+//! `recall timeline --format csv` with `--kind/--step/--since`: the CSV is read back by an
+//! independent parser (Python's `csv` module) with quotes, commas, newlines and a
+//! formula-looking note inside fields; the filters keep exactly what they name.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::Recall;
+
+fn python_csv(text: &str) -> Vec<Vec<String>> {
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import csv, json, sys; print(json.dumps(list(csv.reader(sys.stdin.read().splitlines(keepends=True)))))",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).expect("rows")
+}
+
+#[test]
+fn csv_survives_quotes_commas_newlines_and_filters_keep_what_they_name() {
+    let r = Recall::new("");
+    let run = r.rehearse("ua-parser-js-2021");
+    let id = run.id();
+    let tricky = "He said \"stop\", then\nleft; cost: $1,000";
+    let n = r.run(&["note", &id, tricky, "--as", "carol, lead"]);
+    assert_eq!(n.code, Some(0), "{n:?}");
+    let n = r.run(&["note", &id, "=HYPERLINK(\"http://x\")", "--as", "mallory"]);
+    assert_eq!(n.code, Some(0), "{n:?}");
+
+    let csv = r.run(&["timeline", &id, "--format", "csv"]);
+    assert_eq!(csv.code, Some(0), "{csv:?}");
+    let rows = python_csv(&csv.stdout);
+    assert_eq!(rows[0][..5], ["seq", "time_utc", "offset", "actor", "kind"]);
+    let json = r.timeline(&id);
+    let events = json["events"].as_array().unwrap();
+    assert_eq!(rows.len(), events.len() + 1, "one row per event");
+    for (row, e) in rows[1..].iter().zip(events) {
+        assert_eq!(row.len(), 11, "{row:?}");
+        assert_eq!(row[0], e["seq"].to_string());
+        assert_eq!(row[4], e["kind"].as_str().unwrap());
+    }
+    let note = rows
+        .iter()
+        .find(|r| r[3] == "carol, lead")
+        .expect("the note row");
+    assert!(note[7].contains(tricky), "round trip: {note:?}");
+    let formula = rows
+        .iter()
+        .find(|r| r[3] == "mallory")
+        .expect("the formula note");
+    assert!(formula[7].starts_with('\''), "defused: {formula:?}");
+
+    // Filters.
+    let only = r.run(&["timeline", &id, "--format", "json", "--kind", "note"]);
+    let v: serde_json::Value = serde_json::from_str(&only.stdout).unwrap();
+    let kinds: Vec<&str> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["note", "note"]);
+    let approvals = r.run(&["timeline", &id, "--format", "json", "--kind", "approval.*"]);
+    let v: serde_json::Value = serde_json::from_str(&approvals.stdout).unwrap();
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"].as_str().unwrap().starts_with("approval."))
+    );
+    let step = events
+        .iter()
+        .find_map(|e| e["step"].as_str())
+        .unwrap()
+        .to_string();
+    let by_step = r.run(&["timeline", &id, "--format", "json", "--step", &step]);
+    let v: serde_json::Value = serde_json::from_str(&by_step.stdout).unwrap();
+    assert!(!v["events"].as_array().unwrap().is_empty());
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["step"] == step.as_str())
+    );
+    let future = r.run(&[
+        "timeline",
+        &id,
+        "--format",
+        "csv",
+        "--since",
+        "2999-01-01T00:00:00Z",
+    ]);
+    assert_eq!(python_csv(&future.stdout).len(), 1, "header only");
+    let recent = r.run(&["timeline", &id, "--format", "csv", "--since", "1h"]);
+    assert_eq!(python_csv(&recent.stdout).len(), events.len() + 1);
+    let bad = r.run(&["timeline", &id, "--since", "yesterday"]);
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+    assert!(bad.stderr.contains("--since"), "{bad:?}");
+}
