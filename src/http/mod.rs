@@ -4,6 +4,7 @@
 //! the supervisor, so every answer is fast and every effect is durable first.
 
 pub mod metrics;
+pub mod pages;
 pub mod slack;
 
 use std::collections::BTreeMap;
@@ -476,6 +477,9 @@ pub fn router(state: Shared) -> Router {
         .route("/api/incidents/{id}", get(api_show))
         .route("/api/incidents/{id}/timeline", get(api_timeline))
         .route("/api/incidents/{id}/approvals", post(api_approve))
+        .route("/incidents", get(pages::index))
+        .route("/incidents/{id}", get(pages::incident))
+        .route("/incidents/{id}/download/{file}", get(pages::download))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_route))

@@ -19,6 +19,7 @@ mod npm_trust;
 mod npm_unpublish;
 mod oci_image;
 mod oci_registry;
+mod pages;
 mod pypi_flow;
 mod sbom;
 mod serve;
