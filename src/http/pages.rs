@@ -22,34 +22,33 @@ const INCIDENT: &str = include_str!("../../templates/incident.html.hbs");
 const INDEX: &str = include_str!("../../templates/incidents.html.hbs");
 const STYLE: &str = include_str!("../../templates/page.css");
 
+/// The answer to a request without valid credentials: a Basic challenge.
+fn challenge() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(
+            header::WWW_AUTHENTICATE,
+            "Basic realm=\"recall\", charset=\"UTF-8\"",
+        )],
+        "sign in with an API token name and token",
+    )
+        .into_response()
+}
+
 /// Basic (name:token) or Bearer; the identity is the token's name.
-fn caller(state: &Shared, headers: &HeaderMap) -> Result<String, Response> {
-    let challenge = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(
-                header::WWW_AUTHENTICATE,
-                "Basic realm=\"recall\", charset=\"UTF-8\"",
-            )],
-            "sign in with an API token name and token",
-        )
-            .into_response()
-    };
+fn caller(state: &Shared, headers: &HeaderMap) -> Option<String> {
     let h = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(challenge)?;
+        .and_then(|v| v.to_str().ok())?;
     let (name, token) = if let Some(b) = h.strip_prefix("Basic ") {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b.trim())
-            .map_err(|_| challenge())?;
-        let text = String::from_utf8(raw).map_err(|_| challenge())?;
-        let (n, t) = text.split_once(':').ok_or_else(challenge)?;
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (n, t) = text.split_once(':')?;
         (Some(n.to_string()), t.to_string())
-    } else if let Some(t) = h.strip_prefix("Bearer ") {
-        (None, t.to_string())
     } else {
-        return Err(challenge());
+        (None, h.strip_prefix("Bearer ")?.to_string())
     };
     let mut who = None;
     for (n, t) in &state.api_tokens {
@@ -58,7 +57,7 @@ fn caller(state: &Shared, headers: &HeaderMap) -> Result<String, Response> {
             who = Some(n.clone());
         }
     }
-    who.ok_or_else(challenge)
+    who
 }
 
 fn hb() -> Handlebars<'static> {
@@ -107,8 +106,8 @@ pub async fn index(
     headers: HeaderMap,
     Query(q): Query<IndexQuery>,
 ) -> Response {
-    if let Err(r) = caller(&state, &headers) {
-        return r;
+    if caller(&state, &headers).is_none() {
+        return challenge();
     }
     let list = match state.store.list().await {
         Ok(l) => l,
@@ -163,8 +162,8 @@ pub async fn incident(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = caller(&state, &headers) {
-        return r;
+    if caller(&state, &headers).is_none() {
+        return challenge();
     }
     let run = match state.store.load(&id).await {
         Ok(Some(r)) => r,
@@ -222,8 +221,8 @@ pub async fn download(
     headers: HeaderMap,
     Path((id, file)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = caller(&state, &headers) {
-        return r;
+    if caller(&state, &headers).is_none() {
+        return challenge();
     }
     let inc = match state.store.incident(&id).await {
         Ok(Some(i)) => i,
