@@ -92,6 +92,14 @@ pub enum Command {
     /// Kubernetes admission: render the policy objects, list what each cluster denies.
     #[command(subcommand)]
     Kube(crate::cli_kube::KubeCmd),
+    /// Figures across incidents: time to contain, game-day pass rate, most failing steps.
+    Report {
+        /// Only incidents started at or after this time (RFC 3339) or this long ago (`30d`).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the server: engine workers, the Slack app and the JSON API (`[server]`, `[slack]`,
     /// `[api]`, `[auth]` in the config).
     Serve {
@@ -413,6 +421,20 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
     let env = Env::open(&cli).await?;
     match cli.command {
         Command::Playbook(_) | Command::Kube(_) | Command::Incident(IncidentCmd::Start(_)) => Ok(0),
+        Command::Report { since, json } => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let since = since
+                .map(|s| timeline::render::parse_since(&s, now))
+                .transpose()
+                .map_err(CliError::Usage)?;
+            let r = crate::report::report(env.store.as_ref(), since, now).await?;
+            if json {
+                out(serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                out(crate::report::to_text(&r));
+            }
+            Ok(0)
+        }
         Command::Serve { listen } => {
             let mut config = (*env.config).clone();
             if let Some(l) = listen {

@@ -17,6 +17,7 @@ pub mod k8s;
 pub mod net;
 pub mod playbook;
 pub mod postmortem;
+pub mod report;
 pub mod runner;
 pub mod secrets;
 pub mod serve;

@@ -283,6 +283,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         "blast_radius": blast_radius,
         "running": running,
         "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
+        "containment_ms": { "first": contain_first.map(|t| t - start), "full": full.map(|t| t - start) },
         "phases": phases,
         "timeline": timeline,
         "chain": { "events": events.len(), "head": head, "verified": verified },

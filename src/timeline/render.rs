@@ -122,18 +122,22 @@ pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
 }
 
 /// One CSV field (RFC 4180): quoted when it holds a comma, a quote, CR or LF, or leading
-/// or trailing spaces; quotes doubled. A field a spreadsheet would run as a formula
-/// (`=`, `+`, `-`, `@` first) is prefixed with `'` so an event summary cannot execute.
+/// or trailing spaces; quotes doubled.
 fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
     if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s
+        s.to_string()
+    }
+}
+
+/// A free-text field (actor, step, summary): one a spreadsheet would run as a formula
+/// (`=`, `+`, `-`, `@` first) is prefixed with `'`, so an event summary cannot execute.
+fn csv_text(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@']) {
+        csv_field(&format!("'{s}"))
+    } else {
+        csv_field(s)
     }
 }
 
@@ -141,20 +145,19 @@ pub fn to_csv(inc: &IncidentRecord, events: &[Event]) -> String {
     let mut out =
         String::from("seq,time_utc,offset,actor,kind,step,item,summary,mode,incident,hash\r\n");
     for e in events {
-        let fields = [
-            e.seq.to_string(),
-            rfc3339(e.at),
-            offset(e.at - inc.created_at),
-            e.actor.clone(),
-            e.kind.clone(),
-            e.step.clone().unwrap_or_default(),
-            e.index.map(|i| i.to_string()).unwrap_or_default(),
-            e.summary.clone(),
-            inc.mode.clone(),
-            inc.id.clone(),
-            e.hash.clone(),
+        let line = [
+            csv_field(&e.seq.to_string()),
+            csv_field(&rfc3339(e.at)),
+            csv_field(&offset(e.at - inc.created_at)),
+            csv_text(&e.actor),
+            csv_field(&e.kind),
+            csv_text(e.step.as_deref().unwrap_or_default()),
+            csv_field(&e.index.map(|i| i.to_string()).unwrap_or_default()),
+            csv_text(&e.summary),
+            csv_field(&inc.mode),
+            csv_field(&inc.id),
+            csv_field(&e.hash),
         ];
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.push_str(&line.join(","));
         out.push_str("\r\n");
     }
@@ -171,7 +174,8 @@ mod csv_tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field("=cmd()"), "'=cmd()");
+        assert_eq!(csv_text("=cmd()"), "'=cmd()");
+        assert_eq!(csv_field("+0.5s"), "+0.5s");
         assert_eq!(csv_field(" padded"), "\" padded\"");
     }
 
@@ -186,5 +190,138 @@ mod csv_tests {
                 .timestamp_millis()
         );
         assert!(parse_since("yesterday", now).is_err());
+    }
+}
+
+/// A fixed incident for golden tests and benchmarks: `n` events with real chain hashes,
+/// fixed times, and the awkward characters exports must survive (quotes, commas,
+/// newlines, pipes, a formula, non-ASCII).
+pub fn fixture(n: usize) -> (IncidentRecord, Vec<Event>) {
+    let start = 1_795_838_400_000; // 2026-11-28T04:00:00Z
+    let kinds = [
+        (
+            "incident.started",
+            None,
+            "oncall started playbook `npm-compromised-release`",
+        ),
+        (
+            "step.started",
+            Some("deprecate"),
+            "npm.deprecate started for 2 item(s)",
+        ),
+        (
+            "attempt.succeeded",
+            Some("deprecate"),
+            "deprecated ua-parser-js@0.7.29 with \"compromised, do not use\"",
+        ),
+        (
+            "approval.requested",
+            Some("unpublish"),
+            "approval needed: npm:ua-parser-js@0.7.29 | 1 of group:release-admins",
+        ),
+        (
+            "note",
+            None,
+            "line one\nline two, with a comma; and a pipe |",
+        ),
+        (
+            "approval.granted",
+            Some("unpublish"),
+            "=HYPERLINK(\"x\") granted by alice — résumé ✓",
+        ),
+        (
+            "step.failed",
+            Some("revoke"),
+            "npm answered 401: token revoked",
+        ),
+    ];
+    let mut events = Vec::with_capacity(n);
+    let mut prev = super::GENESIS.to_string();
+    for i in 0..n {
+        let (kind, step, summary) = kinds[i % kinds.len()];
+        let summary = if n > kinds.len() {
+            format!("{summary} #{i}")
+        } else {
+            summary.to_string()
+        };
+        let data = serde_json::json!({ "i": i, "note": "data, \"quoted\"" }).to_string();
+        let at = start + (i as i64) * 1_250;
+        let index = step.map(|_| (i % 3) as u32);
+        let hash = super::chain_hash(
+            &prev,
+            &super::Fields {
+                incident: "inc-golden01",
+                seq: i as i64 + 1,
+                at,
+                actor: if kind == "note" {
+                    "carol, lead"
+                } else {
+                    "recall"
+                },
+                kind,
+                step,
+                index,
+                summary: &summary,
+                data_json: &data,
+            },
+        );
+        events.push(Event {
+            incident: "inc-golden01".into(),
+            seq: i as i64 + 1,
+            at,
+            actor: if kind == "note" {
+                "carol, lead".into()
+            } else {
+                "recall".into()
+            },
+            kind: kind.into(),
+            step: step.map(String::from),
+            index,
+            summary,
+            data_json: data,
+            prev_hash: prev.clone(),
+            hash: hash.clone(),
+        });
+        prev = hash;
+    }
+    let inc = IncidentRecord {
+        id: "inc-golden01".into(),
+        playbook_name: "npm-compromised-release".into(),
+        playbook_sha256: "0".repeat(64),
+        playbook_source: String::new(),
+        playbook_file: "bundled:npm-compromised-release.yaml".into(),
+        params: serde_json::json!({ "package": "ua-parser-js", "versions": ["0.7.29", "0.8.0", "1.0.0"] }),
+        mode: "live".into(),
+        status: "failed".into(),
+        auto_approve: false,
+        started_by: "oncall".into(),
+        created_at: start,
+        updated_at: start + n as i64 * 1_250,
+        finished_at: Some(start + n as i64 * 1_250),
+        head_seq: n as i64,
+        head_hash: prev,
+    };
+    (inc, events)
+}
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    #[test]
+    fn exports_of_a_fixed_incident() {
+        let (inc, events) = fixture(7);
+        assert!(crate::timeline::verify(&events, inc.head_seq, &inc.head_hash).is_ok());
+        insta::assert_snapshot!(
+            "timeline_json",
+            serde_json::to_string_pretty(&to_json(&inc, &events)).unwrap()
+        );
+        insta::assert_snapshot!("timeline_csv", to_csv(&inc, &events));
+        insta::assert_snapshot!("timeline_md", to_markdown(&inc, &events));
+        let f = Filter {
+            kinds: vec!["approval.*".into()],
+            ..Default::default()
+        };
+        insta::assert_snapshot!("timeline_csv_approvals", to_csv(&inc, &f.apply(&events)));
     }
 }

@@ -111,3 +111,40 @@ fn csv_survives_quotes_commas_newlines_and_filters_keep_what_they_name() {
     assert_eq!(bad.code, Some(2), "{bad:?}");
     assert!(bad.stderr.contains("--since"), "{bad:?}");
 }
+
+#[test]
+fn report_counts_incidents_game_days_and_failing_steps() {
+    let r = Recall::new("");
+    let pb = crate::support::write_file(
+        r.dir.path(),
+        "fails.yaml",
+        b"name: fails\ndescription: one step that fails\nsteps:\n  - id: bad\n    uses: kube.find_running\n    with:\n      digests: [\"not-a-digest\"]\n      cluster: nowhere\n",
+    );
+    let a = r.run(&["incident", "start", "--playbook", &pb, "--json"]);
+    assert!(matches!(a.code, Some(0 | 1)), "{a:?}");
+    r.rehearse("ua-parser-js-2021");
+    r.rehearse("ultralytics-2024");
+    let out = r.run(&["report", "--json"]);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["incidents"], 3, "{v}");
+    assert_eq!(v["game_days"]["count"], 2, "{v}");
+    let passed = v["game_days"]["passed"].as_u64().unwrap();
+    let not_passed = v["game_days"]["not_passed"].as_array().unwrap().len() as u64;
+    assert_eq!(passed + not_passed, 2);
+    assert!(v["game_days"]["pass_rate"].is_number());
+    assert_eq!(
+        v["live"]["by_status"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|n| n.as_u64().unwrap())
+            .sum::<u64>(),
+        1
+    );
+    let text = r.run(&["report"]);
+    assert!(text.stdout.contains("Game days: 2 run"), "{}", text.stdout);
+    let none = r.run(&["report", "--json", "--since", "2999-01-01T00:00:00Z"]);
+    let v: serde_json::Value = serde_json::from_str(&none.stdout).unwrap();
+    assert_eq!(v["incidents"], 0);
+}
