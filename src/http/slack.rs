@@ -133,6 +133,29 @@ async fn command(state: &Shared, f: HashMap<String, String>, sig: String) -> Res
     };
     match cmd {
         Command::Help => ephemeral(HELP),
+        Command::Note { id, text } => {
+            if !durable_once(state, &sig).await {
+                return ephemeral("This request was already handled.");
+            }
+            match state.store.incident(&id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return ephemeral(format!("No incident `{id}`.")),
+                Err(e) => return ephemeral(format!(":warning: {e}")),
+            }
+            let entry = crate::engine::Entry {
+                at: chrono::Utc::now().timestamp_millis(),
+                actor: user.clone(),
+                kind: "note".into(),
+                step: None,
+                index: None,
+                summary: text.clone(),
+                data: json!({ "text": text, "via": "slack" }),
+            };
+            match state.store.append(&id, vec![entry]).await {
+                Ok(()) => ephemeral(format!("Noted on `{id}`'s timeline.")),
+                Err(e) => ephemeral(format!(":warning: {e}")),
+            }
+        }
         Command::List => match state.store.list().await {
             Ok(list) => {
                 let lines: Vec<String> = list

@@ -82,6 +82,13 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
     let mut would_send = Vec::new();
     let mut blast_radius = Vec::new();
     let mut running = Vec::new();
+    let mut credentials = Vec::new();
+    let mut items: Vec<String> = Vec::new();
+    let mut item = |s: String| {
+        if !items.contains(&s) {
+            items.push(s);
+        }
+    };
     let mut tasks: Vec<_> = run.tasks.iter().collect();
     tasks.sort_by_key(|t| {
         (
@@ -169,6 +176,56 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
                 "artifact": o.get("artifact").cloned().unwrap_or(Value::Null),
                 "running": o.get("running_note").cloned().unwrap_or(Value::Null),
             }));
+        }
+        let target = crate::engine::describe_inputs(&t.inputs);
+        if phase == "rotate" && t.status == "succeeded" {
+            credentials.push(json!({
+                "step": t.step_id, "uses": uses, "target": target,
+                // Fingerprints only: the values never reach the record.
+                "fingerprints": t.outputs.get("fingerprints").cloned().unwrap_or(Value::Null),
+                "result": result,
+            }));
+        }
+        // Follow-ups the incident revealed, each a policy-as-code change to make.
+        let input = |k: &str| {
+            t.inputs
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        match uses.as_str() {
+            "npm.deprecate" | "npm.dist_tag" | "crates.yank" | "pypi.yank" => {
+                let pkg = [input("package"), input("crate")].concat();
+                item(format!(
+                    "Publish `{}` only through trusted publishing (OIDC) and revoke its long-lived publish tokens; encode it in the registry settings-as-code",
+                    if pkg.is_empty() { target.clone() } else { pkg }
+                ));
+            }
+            "oci.untag" if t.status == "succeeded" => item(format!(
+                "Make release tags of `{}` immutable in the registry: the bad digest was reachable through a mutable tag",
+                input("image")
+            )),
+            "kube.admission_deny" if t.status == "succeeded" => item(format!(
+                "Move the admission deny of {} into the cluster policy repository (Recall's deny list is incident state), or lift it with kube.admission_allow once the fix is out",
+                t.inputs.get("digests").map(|d| d.to_string()).unwrap_or_default()
+            )),
+            "kube.find_running" if t.outputs.get("count").and_then(Value::as_u64).unwrap_or(0) > 0 => item(
+                "Pin workload images by digest and redeploy the workloads the sweep found running the bad digest".to_string(),
+            ),
+            _ => {}
+        }
+        if t.status == "failed" {
+            item(format!(
+                "Fix what made `{}` fail ({}), then rehearse it in a game day",
+                t.step_id,
+                t.error
+                    .clone()
+                    .unwrap_or_else(|| result.clone())
+                    .chars()
+                    .take(160)
+                    .collect::<String>()
+            ));
         }
         actions.push(json!({
             "step": t.step_id,
@@ -282,6 +339,8 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         "would_send": would_send,
         "blast_radius": blast_radius,
         "running": running,
+        "credentials": credentials,
+        "action_items": items,
         "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
         "containment_ms": { "first": contain_first.map(|t| t - start), "full": full.map(|t| t - start) },
         "phases": phases,

@@ -74,6 +74,11 @@ pub enum Command {
     Status(Option<String>),
     List,
     Help,
+    /// `note <id> text…`: a human note on the incident's timeline.
+    Note {
+        id: String,
+        text: String,
+    },
 }
 
 /// Splits on whitespace outside quotes and brackets; Slack's smart quotes count as quotes.
@@ -137,6 +142,22 @@ pub fn parse_command(text: &str) -> Result<Command, String> {
         "help" => Ok(Command::Help),
         "list" => Ok(Command::List),
         "status" => Ok(Command::Status(toks.get(1).cloned())),
+        "note" => {
+            // The text is taken as typed (not tokenised), after the id.
+            let rest = text
+                .trim_start()
+                .strip_prefix("note")
+                .unwrap_or("")
+                .trim_start();
+            let (id, note) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            if id.is_empty() || note.trim().is_empty() {
+                return Err("`/recall note <incident id> <text>`".into());
+            }
+            Ok(Command::Note {
+                id: id.to_string(),
+                text: note.trim().to_string(),
+            })
+        }
         "start" => {
             let mut playbook = None;
             let mut params = Vec::new();
@@ -177,6 +198,7 @@ pub const HELP: &str = "*Recall* — bad-release incident response\n\
 • `/recall start` pick a playbook in a form\n\
 • `/recall status [id]` where an incident stands (default: the latest)\n\
 • `/recall list` recent incidents\n\
+• `/recall note <id> <text>` add a note to an incident's timeline\n\
 • `/recall help` this text";
 
 /// What an Approve/Reject button carries: the incident, the step and the exact target the

@@ -301,6 +301,26 @@ async fn slash_command_thread_approval_button_completion() {
     })
     .await;
 
+    // A note from Slack lands on the timeline, attributed to the Slack user.
+    let (st, a) = command(
+        &s,
+        &slack,
+        "UCAROL",
+        &format!("note {incident} paged the maintainer, twice"),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert!(a["text"].as_str().unwrap().contains("Noted"), "{a}");
+    let tl = api(
+        &s,
+        &format!("/api/incidents/{incident}/timeline?format=json&kind=note"),
+    )
+    .await;
+    let notes = tl["events"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{tl}");
+    assert_eq!(notes[0]["actor"], "UCAROL");
+    assert_eq!(notes[0]["summary"], "paged the maintainer, twice");
+
     // A press after the end: explained, nothing changed.
     let late = press(&s, &slack, "UALICE", &msg_ts, "approve", &value).await;
     assert!(late.contains("already succeeded"), "{late}");
