@@ -25,19 +25,23 @@ fn best<F: FnMut() -> usize>(mut f: F) -> (Duration, usize) {
 
 fn main() {
     let (inc, events) = fixture(EVENTS);
+    let links = recall::timeline::render::Links::new();
     println!("timeline exports of {EVENTS} events (best of 5):");
     let mut missed = false;
     let cases: [Case; 4] = [
         (
             "json",
             Box::new(|| {
-                serde_json::to_string_pretty(&to_json(&inc, &events))
+                serde_json::to_string_pretty(&to_json(&inc, &events, &links))
                     .unwrap_or_default()
                     .len()
             }),
         ),
-        ("csv", Box::new(|| to_csv(&inc, &events).len())),
-        ("markdown", Box::new(|| to_markdown(&inc, &events).len())),
+        ("csv", Box::new(|| to_csv(&inc, &events, &links).len())),
+        (
+            "markdown",
+            Box::new(|| to_markdown(&inc, &events, &links).len()),
+        ),
         (
             "verify chain",
             Box::new(|| {

@@ -544,17 +544,22 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
                 .incident(&id)
                 .await?
                 .ok_or_else(|| RunError::NotFound(id.clone()))?;
-            let events = filter.apply(&env.store.events(&id).await?);
+            let all = env.store.events(&id).await?;
+            let links = match env.store.load(&id).await? {
+                Some(run) => timeline::render::links(&run, &all, &env.config),
+                None => Default::default(),
+            };
+            let events = filter.apply(&all);
             match format {
                 TimelineFormat::Csv => {
                     let mut o = std::io::stdout().lock();
-                    let _ = o.write_all(timeline::render::to_csv(&inc, &events).as_bytes());
+                    let _ = o.write_all(timeline::render::to_csv(&inc, &events, &links).as_bytes());
                 }
                 TimelineFormat::Json => out(serde_json::to_string_pretty(
-                    &timeline::render::to_json(&inc, &events),
+                    &timeline::render::to_json(&inc, &events, &links),
                 )
                 .unwrap_or_default()),
-                TimelineFormat::Md => out(timeline::render::to_markdown(&inc, &events)),
+                TimelineFormat::Md => out(timeline::render::to_markdown(&inc, &events, &links)),
             }
             Ok(0)
         }

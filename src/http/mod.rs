@@ -375,17 +375,24 @@ async fn api_timeline(
             .transpose()
             .map_err(ApiError::BadRequest)?,
     };
-    let events = filter.apply(&state.store.events(&id).await?);
+    let all = state.store.events(&id).await?;
+    let links = match state.store.load(&id).await? {
+        Some(run) => crate::timeline::render::links(&run, &all, &state.config),
+        None => Default::default(),
+    };
+    let events = filter.apply(&all);
     match q.format.as_deref().unwrap_or("json") {
         "csv" => Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            crate::timeline::render::to_csv(&inc, &events),
+            crate::timeline::render::to_csv(&inc, &events, &links),
         )
             .into_response()),
-        "json" => Ok(axum::Json(crate::timeline::render::to_json(&inc, &events)).into_response()),
+        "json" => {
+            Ok(axum::Json(crate::timeline::render::to_json(&inc, &events, &links)).into_response())
+        }
         "md" | "markdown" => Ok((
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            crate::timeline::render::to_markdown(&inc, &events),
+            crate::timeline::render::to_markdown(&inc, &events, &links),
         )
             .into_response()),
         other => Err(ApiError::BadRequest(format!(

@@ -233,19 +233,23 @@ pub async fn download(
         Ok(e) => e,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    let links = match state.store.load(&id).await {
+        Ok(Some(run)) => crate::timeline::render::links(&run, &events, &state.config),
+        _ => Default::default(),
+    };
     let (ct, body) = match file.as_str() {
         "timeline.json" => (
             "application/json",
-            serde_json::to_string_pretty(&crate::timeline::render::to_json(&inc, &events))
+            serde_json::to_string_pretty(&crate::timeline::render::to_json(&inc, &events, &links))
                 .unwrap_or_default(),
         ),
         "timeline.csv" => (
             "text/csv; charset=utf-8",
-            crate::timeline::render::to_csv(&inc, &events),
+            crate::timeline::render::to_csv(&inc, &events, &links),
         ),
         "timeline.md" => (
             "text/markdown; charset=utf-8",
-            crate::timeline::render::to_markdown(&inc, &events),
+            crate::timeline::render::to_markdown(&inc, &events, &links),
         ),
         "postmortem.md" => match crate::postmortem::render_for(
             state.store.as_ref(),

@@ -107,7 +107,9 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         let last = mine.iter().rev().find(|e| {
             e.kind.starts_with("attempt.") && e.kind != "attempt.started"
                 || e.kind.starts_with("reconcile.")
+                || e.kind == "gate.refused"
         });
+        let refused_by_gate = last.is_some_and(|e| e.kind == "gate.refused");
         let result = last
             .map(|e| e.summary.clone())
             .unwrap_or_else(|| t.status.clone());
@@ -182,7 +184,12 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
             credentials.push(json!({
                 "step": t.step_id, "uses": uses, "target": target,
                 // Fingerprints only: the values never reach the record.
-                "fingerprints": t.outputs.get("fingerprints").cloned().unwrap_or(Value::Null),
+                "fingerprints": t.outputs.get("fingerprints").and_then(Value::as_object).map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }),
                 "result": result,
             }));
         }
@@ -215,7 +222,8 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
             ),
             _ => {}
         }
-        if t.status == "failed" {
+        // A gate refusal is deliberate (listed under "not done"), not something to fix.
+        if t.status == "failed" && !refused_by_gate {
             item(format!(
                 "Fix what made `{}` fail ({}), then rehearse it in a game day",
                 t.step_id,
@@ -308,6 +316,24 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
                 .collect()
         })
         .unwrap_or_default();
+    // Every verdict of the deletion gate, in order.
+    let gate: Vec<Value> = events
+        .iter()
+        .filter(|e| e.kind.starts_with("gate."))
+        .map(|e| json!({ "at": offset(e.at - start), "kind": e.kind, "step": e.step, "summary": e.summary }))
+        .collect();
+    // The slowest steps (a rehearsal's estimate of where time goes; reads are real).
+    let mut timed: Vec<(i64, &crate::store::StepRecord)> = run
+        .steps
+        .iter()
+        .filter_map(|s| Some(((s.finished_at? - s.started_at?).max(0), s)))
+        .collect();
+    timed.sort_by_key(|t| std::cmp::Reverse(t.0));
+    let slowest: Vec<Value> = timed
+        .iter()
+        .take(5)
+        .map(|(ms, s)| json!({ "step": s.step_id, "took": offset(*ms), "took_ms": ms, "status": s.status }))
+        .collect();
     let head = events.last().map(|e| e.hash.clone()).unwrap_or_default();
     let verified = timeline::verify(events, inc.head_seq, &inc.head_hash).is_ok();
     let fmt_dur = |t: Option<i64>| {
@@ -341,6 +367,8 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         "running": running,
         "credentials": credentials,
         "action_items": items,
+        "gate": gate,
+        "slowest": slowest,
         "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
         "containment_ms": { "first": contain_first.map(|t| t - start), "full": full.map(|t| t - start) },
         "phases": phases,
@@ -382,9 +410,270 @@ pub async fn render_for(
     render(template.unwrap_or(DEFAULT_TEMPLATE), &m)
 }
 
+/// A fixed, hash-chained incident for golden tests: a live npm response whose deletion
+/// the gate refused, with a rotated credential and awkward characters in its text.
+#[doc(hidden)]
+pub fn fixture_run() -> (StoredRun, Vec<Event>) {
+    use crate::engine::{Approval, Decision};
+    use crate::store::{ApprovalRecord, StepRecord, TaskRecord};
+    let start = 1_795_838_400_000; // 2026-11-28T04:00:00Z
+    let id = "inc-golden02";
+    // (offset ms, kind, step, item, summary, data, actor)
+    type Spec<'a> = (
+        i64,
+        &'a str,
+        Option<&'a str>,
+        Option<u32>,
+        &'a str,
+        Value,
+        &'a str,
+    );
+    let spec: Vec<Spec> = vec![
+        (
+            0,
+            "incident.started",
+            None,
+            None,
+            "oncall started playbook `npm-compromised-release`",
+            json!({}),
+            "oncall",
+        ),
+        (
+            1_000,
+            "step.started",
+            Some("deprecate"),
+            None,
+            "npm.deprecate started for 2 item(s)",
+            json!({"uses": "npm.deprecate"}),
+            "recall",
+        ),
+        (
+            4_200,
+            "attempt.succeeded",
+            Some("deprecate"),
+            Some(0),
+            "deprecated left-pad@1.3.1: \"compromised | do not use\"",
+            json!({}),
+            "connector:npm",
+        ),
+        (
+            5_100,
+            "attempt.succeeded",
+            Some("deprecate"),
+            Some(1),
+            "deprecated left-pad@1.3.2",
+            json!({}),
+            "connector:npm",
+        ),
+        (
+            5_200,
+            "step.started",
+            Some("revoke-token"),
+            None,
+            "npm.revoke_token started",
+            json!({"uses": "npm.revoke_token"}),
+            "recall",
+        ),
+        (
+            7_000,
+            "attempt.succeeded",
+            Some("revoke-token"),
+            Some(0),
+            "revoked token npm_…9f and proved it dead (whoami 401)",
+            json!({}),
+            "connector:npm",
+        ),
+        (
+            7_100,
+            "step.started",
+            Some("unpublish"),
+            None,
+            "npm.unpublish started",
+            json!({"uses": "npm.unpublish"}),
+            "recall",
+        ),
+        (
+            7_300,
+            "approval.granted",
+            Some("unpublish"),
+            Some(0),
+            "approved by alice",
+            json!({}),
+            "alice",
+        ),
+        (
+            7_400,
+            "gate.refused",
+            Some("unpublish"),
+            Some(0),
+            "deletion refused: published 80h ago, outside the 72h window; retention class `release-tags`",
+            json!({}),
+            "recall",
+        ),
+        (
+            8_000,
+            "incident.finished",
+            None,
+            None,
+            "incident failed",
+            json!({}),
+            "recall",
+        ),
+    ];
+    let mut events = Vec::new();
+    let mut prev = timeline::GENESIS.to_string();
+    for (n, (dt, kind, step, index, summary, data, actor)) in spec.into_iter().enumerate() {
+        let data_json = data.to_string();
+        let hash = timeline::chain_hash(
+            &prev,
+            &timeline::Fields {
+                incident: id,
+                seq: n as i64 + 1,
+                at: start + dt,
+                actor,
+                kind,
+                step,
+                index,
+                summary,
+                data_json: &data_json,
+            },
+        );
+        events.push(Event {
+            incident: id.into(),
+            seq: n as i64 + 1,
+            at: start + dt,
+            actor: actor.into(),
+            kind: kind.into(),
+            step: step.map(String::from),
+            index,
+            summary: summary.into(),
+            data_json,
+            prev_hash: prev.clone(),
+            hash: hash.clone(),
+        });
+        prev = hash;
+    }
+    let task =
+        |step: &str, index: u32, inputs: Value, status: &str, outputs: Value, t0: i64, t1: i64| {
+            TaskRecord {
+                step_id: step.into(),
+                item_index: index,
+                item: Value::Null,
+                status: status.into(),
+                attempt: 1,
+                inputs,
+                idem_key: format!("{id}/{step}/{index}"),
+                outputs,
+                error: None,
+                next_run_at: None,
+                needs_probe: false,
+                human: false,
+                started_at: Some(start + t0),
+                finished_at: Some(start + t1),
+            }
+        };
+    let step = |id: &str, status: &str, t0: i64, t1: i64, error: Option<&str>| StepRecord {
+        step_id: id.into(),
+        status: status.into(),
+        fanout: false,
+        outputs: Value::Null,
+        error: error.map(String::from),
+        started_at: Some(start + t0),
+        finished_at: Some(start + t1),
+        approval_deadline: None,
+    };
+    let run = StoredRun {
+        incident: IncidentRecord {
+            id: id.into(),
+            playbook_name: "npm-compromised-release".into(),
+            playbook_sha256: "0".repeat(64),
+            playbook_source: String::new(),
+            playbook_file: "bundled:npm-compromised-release.yaml".into(),
+            params: json!({"package": "left-pad", "versions": ["1.3.1", "1.3.2"], "fixed": "1.3.3"}),
+            mode: "live".into(),
+            status: "failed".into(),
+            auto_approve: false,
+            started_by: "oncall".into(),
+            created_at: start,
+            updated_at: start + 8_000,
+            finished_at: Some(start + 8_000),
+            head_seq: events.len() as i64,
+            head_hash: prev,
+        },
+        steps: vec![
+            step("deprecate", "succeeded", 1_000, 5_100, None),
+            step("revoke-token", "succeeded", 5_200, 7_000, None),
+            step(
+                "unpublish",
+                "failed",
+                7_100,
+                7_400,
+                Some("the deletion gate refused"),
+            ),
+        ],
+        tasks: vec![
+            task(
+                "deprecate",
+                0,
+                json!({"package": "left-pad", "version": "1.3.1"}),
+                "succeeded",
+                json!({}),
+                1_000,
+                4_200,
+            ),
+            task(
+                "deprecate",
+                1,
+                json!({"package": "left-pad", "version": "1.3.2"}),
+                "succeeded",
+                json!({}),
+                1_000,
+                5_100,
+            ),
+            task(
+                "revoke-token",
+                0,
+                json!({"token": "npm_…9f"}),
+                "succeeded",
+                json!({"fingerprints": {"old": "sha256:1a2b3c4d5e6f7a8b"}}),
+                5_200,
+                7_000,
+            ),
+            task(
+                "unpublish",
+                0,
+                json!({"package": "left-pad", "version": "1.3.1"}),
+                "failed",
+                json!({}),
+                7_100,
+                7_400,
+            ),
+        ],
+        approvals: vec![ApprovalRecord {
+            step_id: "unpublish".into(),
+            approval: Approval {
+                actor: "alice".into(),
+                decision: Decision::Approve,
+                target: "npm:left-pad@1.3.1".into(),
+                reason: "checked with the maintainer, twice".into(),
+                at: start + 7_300,
+            },
+        }],
+    };
+    (run, events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn golden_draft_of_a_fixed_incident() {
+        let (run, events) = fixture_run();
+        let m = model(&run, &events, None, 1_795_838_500_000);
+        assert_eq!(m["chain"]["verified"], true);
+        insta::assert_snapshot!("postmortem_draft", render(DEFAULT_TEMPLATE, &m).unwrap());
+    }
 
     #[test]
     fn offsets_and_phases() {

@@ -3,11 +3,102 @@
 
 use serde_json::{Value, json};
 
-use super::Event;
-use crate::postmortem::{offset, rfc3339};
-use crate::store::IncidentRecord;
+use std::collections::BTreeMap;
 
-pub fn to_json(inc: &IncidentRecord, events: &[Event]) -> Value {
+use super::Event;
+use crate::config::Config;
+use crate::postmortem::{offset, rfc3339};
+use crate::store::{IncidentRecord, StoredRun};
+
+/// Links to the registry objects each step item touched: `(step, item)` → URLs (package
+/// version pages) or pinned references (`image@digest`). Attached to that item's events.
+pub type Links = BTreeMap<(String, u32), Vec<String>>;
+
+/// The objects a task touched, from its action and evaluated inputs.
+pub fn links(run: &StoredRun, events: &[Event], config: &Config) -> Links {
+    let uses: BTreeMap<String, String> = events
+        .iter()
+        .filter(|e| e.kind == "step.started")
+        .filter_map(|e| Some((e.step.clone()?, e.data().get("uses")?.as_str()?.to_string())))
+        .collect();
+    let mut out = Links::new();
+    for t in &run.tasks {
+        let Some(u) = uses.get(&t.step_id) else {
+            continue;
+        };
+        let s = |k: &str| {
+            t.inputs
+                .get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        };
+        let mut l = Vec::new();
+        let family = u.split('.').next().unwrap_or_default();
+        match family {
+            "npm" => {
+                let web = if config.npm.registry.contains("registry.npmjs.org") {
+                    "https://www.npmjs.com/package".to_string()
+                } else {
+                    config.npm.registry.trim_end_matches('/').to_string()
+                };
+                if let Some(p) = s("package") {
+                    match s("version") {
+                        Some(v) if web.contains("npmjs.com") => l.push(format!("{web}/{p}/v/{v}")),
+                        _ => l.push(format!("{web}/{p}")),
+                    }
+                }
+            }
+            "crates" => {
+                if let (Some(c), Some(v)) = (s("crate"), s("version")) {
+                    l.push(format!("https://crates.io/crates/{c}/{v}"));
+                }
+            }
+            "pypi" => {
+                if let (Some(p), Some(v)) = (s("package"), s("version")) {
+                    l.push(format!(
+                        "{}/project/{p}/{v}/",
+                        config.pypi.web.trim_end_matches('/')
+                    ));
+                }
+            }
+            "oci" | "kube" => {
+                let image = s("image");
+                let mut digests: Vec<String> =
+                    s("digest").map(|d| vec![d.to_string()]).unwrap_or_default();
+                if let Some(Value::Array(a)) = t.inputs.get("digests") {
+                    digests.extend(a.iter().filter_map(Value::as_str).map(String::from));
+                }
+                for d in digests {
+                    l.push(match image {
+                        Some(i) => format!("{i}@{d}"),
+                        None => d,
+                    });
+                }
+                if let (Some(i), Some(tag)) = (image, s("tag")) {
+                    l.push(format!("{i}:{tag}"));
+                }
+            }
+            _ => {}
+        }
+        if !l.is_empty() {
+            out.insert((t.step_id.clone(), t.item_index), l);
+        }
+    }
+    out
+}
+
+fn links_of<'a>(links: &'a Links, e: &Event) -> &'a [String] {
+    match (&e.step, e.index) {
+        (Some(s), Some(i)) => links
+            .get(&(s.clone(), i))
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+        _ => &[],
+    }
+}
+
+pub fn to_json(inc: &IncidentRecord, events: &[Event], links: &Links) -> Value {
     json!({
         "incident": {
             "id": inc.id, "playbook": inc.playbook_name, "playbook_sha256": inc.playbook_sha256,
@@ -25,6 +116,7 @@ pub fn to_json(inc: &IncidentRecord, events: &[Event]) -> Value {
             "item": e.index,
             "summary": e.summary,
             "data": e.data(),
+            "links": links_of(links, e),
             "prev_hash": e.prev_hash,
             "hash": e.hash,
         })).collect::<Vec<_>>(),
@@ -35,7 +127,7 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-pub fn to_markdown(inc: &IncidentRecord, events: &[Event]) -> String {
+pub fn to_markdown(inc: &IncidentRecord, events: &[Event], links: &Links) -> String {
     let mut out = String::new();
     let banner = if inc.mode == "rehearsal" {
         " — REHEARSAL"
@@ -72,7 +164,14 @@ pub fn to_markdown(inc: &IncidentRecord, events: &[Event]) -> String {
             cell(&e.actor),
             kind,
             cell(&step),
-            cell(&e.summary)
+            {
+                let l = links_of(links, e);
+                if l.is_empty() {
+                    cell(&e.summary)
+                } else {
+                    format!("{} ({})", cell(&e.summary), cell(&l.join(", ")))
+                }
+            }
         ));
     }
     out
@@ -141,9 +240,10 @@ fn csv_text(s: &str) -> String {
     }
 }
 
-pub fn to_csv(inc: &IncidentRecord, events: &[Event]) -> String {
-    let mut out =
-        String::from("seq,time_utc,offset,actor,kind,step,item,summary,mode,incident,hash\r\n");
+pub fn to_csv(inc: &IncidentRecord, events: &[Event], links: &Links) -> String {
+    let mut out = String::from(
+        "seq,time_utc,offset,actor,kind,step,item,summary,links,mode,incident,hash\r\n",
+    );
     for e in events {
         let line = [
             csv_field(&e.seq.to_string()),
@@ -154,6 +254,7 @@ pub fn to_csv(inc: &IncidentRecord, events: &[Event]) -> String {
             csv_text(e.step.as_deref().unwrap_or_default()),
             csv_field(&e.index.map(|i| i.to_string()).unwrap_or_default()),
             csv_text(&e.summary),
+            csv_field(&links_of(links, e).join(" ")),
             csv_field(&inc.mode),
             csv_field(&inc.id),
             csv_field(&e.hash),
@@ -312,16 +413,31 @@ mod golden {
     fn exports_of_a_fixed_incident() {
         let (inc, events) = fixture(7);
         assert!(crate::timeline::verify(&events, inc.head_seq, &inc.head_hash).is_ok());
+        let mut links = Links::new();
+        links.insert(
+            ("deprecate".into(), 2),
+            vec!["https://www.npmjs.com/package/ua-parser-js/v/0.7.29".into()],
+        );
+        links.insert(
+            ("unpublish".into(), 0),
+            vec![
+                "https://www.npmjs.com/package/ua-parser-js/v/0.8.0".into(),
+                "x, y".into(),
+            ],
+        );
         insta::assert_snapshot!(
             "timeline_json",
-            serde_json::to_string_pretty(&to_json(&inc, &events)).unwrap()
+            serde_json::to_string_pretty(&to_json(&inc, &events, &links)).unwrap()
         );
-        insta::assert_snapshot!("timeline_csv", to_csv(&inc, &events));
-        insta::assert_snapshot!("timeline_md", to_markdown(&inc, &events));
+        insta::assert_snapshot!("timeline_csv", to_csv(&inc, &events, &links));
+        insta::assert_snapshot!("timeline_md", to_markdown(&inc, &events, &links));
         let f = Filter {
             kinds: vec!["approval.*".into()],
             ..Default::default()
         };
-        insta::assert_snapshot!("timeline_csv_approvals", to_csv(&inc, &f.apply(&events)));
+        insta::assert_snapshot!(
+            "timeline_csv_approvals",
+            to_csv(&inc, &f.apply(&events), &links)
+        );
     }
 }

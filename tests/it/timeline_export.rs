@@ -47,7 +47,7 @@ fn csv_survives_quotes_commas_newlines_and_filters_keep_what_they_name() {
     let events = json["events"].as_array().unwrap();
     assert_eq!(rows.len(), events.len() + 1, "one row per event");
     for (row, e) in rows[1..].iter().zip(events) {
-        assert_eq!(row.len(), 11, "{row:?}");
+        assert_eq!(row.len(), 12, "{row:?}");
         assert_eq!(row[0], e["seq"].to_string());
         assert_eq!(row[4], e["kind"].as_str().unwrap());
     }
@@ -147,4 +147,94 @@ fn report_counts_incidents_game_days_and_failing_steps() {
     let none = r.run(&["report", "--json", "--since", "2999-01-01T00:00:00Z"]);
     let v: serde_json::Value = serde_json::from_str(&none.stdout).unwrap();
     assert_eq!(v["incidents"], 0);
+}
+
+/// The draft of the ua-parser-js game day names every bad version, every action with its
+/// result, the approvals and the gate's section, and time-to-contain figures that are
+/// exactly the timeline's.
+#[test]
+fn ua_parser_js_draft_matches_its_timeline() {
+    let r = Recall::new("");
+    let run = r.rehearse("ua-parser-js-2021");
+    let id = run.id();
+    let pm = r.run(&["postmortem", &id]);
+    assert_eq!(pm.code, Some(0), "{pm:?}");
+    let draft = pm.stdout;
+    for v in ["0.7.29", "0.8.0", "1.0.0"] {
+        assert!(
+            draft.contains(&format!("ua-parser-js@{v}")),
+            "version {v} missing"
+        );
+    }
+    let show = r.show(&id);
+    let tl = r.timeline(&id);
+    let events = tl["events"].as_array().unwrap();
+    for t in show["tasks"].as_array().unwrap() {
+        let step = t["step_id"].as_str().unwrap();
+        let item = t["item_index"].as_u64().unwrap();
+        // The task's recorded result is the summary of its last result event.
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| {
+                e["step"] == step
+                    && e["item"] == item
+                    && e["kind"].as_str().unwrap().starts_with("attempt.")
+                    && e["kind"] != "attempt.started"
+            })
+            .unwrap_or_else(|| panic!("no result event for {step}[{item}]"));
+        let row = draft
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("| {step} |"))
+                    && l.contains(last["summary"].as_str().unwrap().split(';').next().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no action row for {step}[{item}] with its result"));
+        assert!(row.contains(t["status"].as_str().unwrap()), "{row}");
+    }
+    assert!(
+        draft.contains("## Approvals") && draft.contains("revoke-token"),
+        "approvals"
+    );
+    assert!(draft.contains("## Deletion gate"));
+    // The exports link the registry objects each item touched.
+    for v in ["0.7.29", "0.8.0", "1.0.0"] {
+        let url = format!("https://www.npmjs.com/package/ua-parser-js/v/{v}");
+        assert!(
+            events.iter().any(|e| e["links"]
+                .as_array()
+                .is_some_and(|l| l.iter().any(|x| x == url.as_str()))),
+            "no event links {url}"
+        );
+    }
+    // Time to full containment = the offset of the last contain-phase result event.
+    let contain_steps = ["deprecate", "fix-latest"];
+    let last_contain = events
+        .iter()
+        .filter(|e| {
+            contain_steps.contains(&e["step"].as_str().unwrap_or(""))
+                && e["kind"].as_str().unwrap().starts_with("attempt.")
+                && e["kind"] != "attempt.started"
+        })
+        .max_by_key(|e| e["at_ms"].as_i64().unwrap())
+        .expect("contain events");
+    let first_contain = events
+        .iter()
+        .filter(|e| {
+            contain_steps.contains(&e["step"].as_str().unwrap_or(""))
+                && e["kind"].as_str().unwrap().starts_with("attempt.")
+                && e["kind"] != "attempt.started"
+        })
+        .min_by_key(|e| e["at_ms"].as_i64().unwrap())
+        .unwrap();
+    let full = format!(
+        "**Time to full containment:** {}",
+        last_contain["offset"].as_str().unwrap()
+    );
+    let first = format!(
+        "**Time to first containment:** {}",
+        first_contain["offset"].as_str().unwrap()
+    );
+    assert!(draft.contains(&full), "expected {full:?} in the draft");
+    assert!(draft.contains(&first), "expected {first:?} in the draft");
 }
