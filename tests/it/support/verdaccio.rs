@@ -343,6 +343,29 @@ impl Verdaccio {
             .collect()
     }
 
+    /// Requests Verdaccio finished handling, from its completion lines (logged on close):
+    /// an answer with a status below 400 and a body. A request whose client was killed
+    /// before its body arrived is logged as *requested* but never answered, and never
+    /// applied: it is not a side effect.
+    pub fn answered_requests(&self) -> Vec<(String, String)> {
+        let text = self.settled_log();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["request"]["method"].is_string())
+            .filter(|v| {
+                v["status"].as_u64().is_some_and(|s| s < 400)
+                    && v["bytes"]["out"].as_u64().is_some_and(|b| b > 0)
+                    && v["error"].is_null()
+            })
+            .filter_map(|v| {
+                Some((
+                    v["request"]["method"].as_str()?.to_string(),
+                    v["request"]["url"].as_str()?.to_string(),
+                ))
+            })
+            .collect()
+    }
+
     /// PUT/POST/DELETE/PATCH requests only.
     pub fn mutating_requests(&self) -> Vec<(String, String)> {
         only_mutating(self.requests())
