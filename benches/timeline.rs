@@ -1,5 +1,6 @@
 //! `cargo bench --bench timeline`: rendering a 10,000-event timeline in every export format
-//! (JSON serialised, CSV, Markdown), and verifying its hash chain. Target: < 1 s each.
+//! (JSON serialised, CSV, Markdown), the postmortem draft built over it, and verifying its
+//! hash chain. Target: < 1 s each.
 //! Figures printed as the best of 5 runs and the ratio to the 1 s target.
 
 use std::time::{Duration, Instant};
@@ -28,7 +29,11 @@ fn main() {
     let links = recall::timeline::render::Links::new();
     println!("timeline exports of {EVENTS} events (best of 5):");
     let mut missed = false;
-    let cases: [Case; 4] = [
+    // The postmortem draft and the incident page's model read the whole timeline too.
+    let (mut run, _) = recall::postmortem::fixture_run();
+    run.incident.head_seq = inc.head_seq;
+    run.incident.head_hash = inc.head_hash.clone();
+    let cases: [Case; 5] = [
         (
             "json",
             Box::new(|| {
@@ -41,6 +46,15 @@ fn main() {
         (
             "markdown",
             Box::new(|| to_markdown(&inc, &events, &links).len()),
+        ),
+        (
+            "postmortem md",
+            Box::new(|| {
+                let m = recall::postmortem::model(&run, &events, None, inc.created_at);
+                recall::postmortem::render(recall::postmortem::DEFAULT_TEMPLATE, &m)
+                    .map(|t| t.len())
+                    .unwrap_or(0)
+            }),
         ),
         (
             "verify chain",

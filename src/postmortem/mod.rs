@@ -316,6 +316,59 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
                 .collect()
         })
         .unwrap_or_default();
+    // The impact window opens at the registry's own publish time of the first bad version
+    // Recall read (npm `time[version]` in deprecations, the gate's publish-time facts).
+    let mut first_publish: Option<(i64, String)> = None;
+    let mut consider = |t: i64, what: String| {
+        if first_publish.as_ref().is_none_or(|(f, _)| t < *f) {
+            first_publish = Some((t, what));
+        }
+    };
+    for t in &run.tasks {
+        if let Some(m) = t.outputs.get("published").and_then(Value::as_object) {
+            let pkg = t
+                .outputs
+                .get("package")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            for (v, at) in m {
+                if let Some(ms) = at
+                    .as_str()
+                    .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.timestamp_millis())
+                {
+                    consider(ms, format!("{pkg}@{v}"));
+                }
+            }
+        }
+    }
+    for e in events.iter().filter(|e| e.kind.starts_with("gate.")) {
+        if let Some(checks) = e.data().get("checks").and_then(Value::as_array) {
+            for c in checks {
+                if let Some(ms) = c.get("published_at").and_then(Value::as_i64) {
+                    consider(
+                        ms,
+                        c.get("target")
+                            .and_then(Value::as_str)
+                            .unwrap_or("the target")
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    let contained_at = if contain_pending { None } else { contain_last };
+    let impact = match (&first_publish, contained_at) {
+        (Some((p, what)), Some(done)) => json!({
+            "first_bad_publish": rfc3339(*p), "what": what,
+            "contained_at": rfc3339(done), "exposure": offset(done - p),
+        }),
+        (Some((p, what)), None) => json!({
+            "first_bad_publish": rfc3339(*p), "what": what,
+            "contained_at": Value::Null, "exposure": format!("{} and counting (not fully contained)", offset(now - p)),
+        }),
+        _ => Value::Null,
+    };
     // Every verdict of the deletion gate, in order.
     let gate: Vec<Value> = events
         .iter()
@@ -368,6 +421,7 @@ pub fn model(run: &StoredRun, events: &[Event], title: Option<&str>, now: i64) -
         "credentials": credentials,
         "action_items": items,
         "gate": gate,
+        "impact": impact,
         "slowest": slowest,
         "containment": { "first": fmt_dur(contain_first), "full": fmt_dur(full) },
         "containment_ms": { "first": contain_first.map(|t| t - start), "full": full.map(|t| t - start) },
@@ -617,7 +671,7 @@ pub fn fixture_run() -> (StoredRun, Vec<Event>) {
                 0,
                 json!({"package": "left-pad", "version": "1.3.1"}),
                 "succeeded",
-                json!({}),
+                json!({"package": "left-pad", "published": {"1.3.1": "2026-11-27T22:30:00.000Z"}}),
                 1_000,
                 4_200,
             ),

@@ -283,6 +283,9 @@ async fn rehearsal_then_live_containment_against_verdaccio() {
         "token leaked in CI logs",
         "ua-parser-js@0.7.29",
         "Time to full containment",
+        // The impact window opens at Verdaccio's own publish time of the first bad version.
+        "**First bad publish** (the registry's own time)",
+        "**Exposure:**",
     ] {
         assert!(
             pm.stdout.contains(needle),

@@ -287,6 +287,21 @@ async fn fetch_packument(c: &NpmClient, name: &str) -> Result<Value, ActionError
     })
 }
 
+/// The registry's own publish time of each version (`time[version]`), for the impact window.
+fn published(packument: &Value, versions: &[String]) -> Value {
+    let m: serde_json::Map<String, Value> = versions
+        .iter()
+        .filter_map(|v| {
+            packument
+                .get("time")?
+                .get(v)?
+                .as_str()
+                .map(|t| (v.clone(), json!(t)))
+        })
+        .collect();
+    Value::Object(m)
+}
+
 fn deprecation_of(packument: &Value, version: &str) -> Option<String> {
     packument
         .pointer(&format!(
@@ -349,7 +364,7 @@ impl Action for Deprecate {
         let todo = self.pending(&pk, &versions, message);
         if todo.is_empty() {
             return Ok(ActionOutput::new(
-                json!({ "package": name, "versions": versions, "changed": [] }),
+                json!({ "package": name, "versions": versions, "changed": [], "published": published(&pk, &versions) }),
                 format!(
                     "{name}@{} already in the wanted state; nothing sent",
                     versions.join(", ")
@@ -374,7 +389,7 @@ impl Action for Deprecate {
             )));
         }
         Ok(ActionOutput::new(
-            json!({ "package": name, "versions": versions, "changed": changed }),
+            json!({ "package": name, "versions": versions, "changed": changed, "published": published(&after, &versions) }),
             format!(
                 "{} {name}@{} (verified)",
                 if self.undo {
@@ -408,14 +423,14 @@ impl Action for Deprecate {
                 }
                 if todo.is_empty() {
                     return Ok(ActionOutput::new(
-                        json!({ "package": name, "versions": versions, "changed": [] }),
+                        json!({ "package": name, "versions": versions, "changed": [], "published": published(&pk, &versions) }),
                         format!("rehearsal: {name}@{spec} already in the wanted state; nothing would be sent"),
                     )
                     .with("findings", json!(findings)));
                 }
                 let (req, changed) = c.deprecate_request(&name, &pk, &todo, message)?;
                 Ok(ActionOutput::new(
-                    json!({ "package": name, "versions": versions, "changed": changed }),
+                    json!({ "package": name, "versions": versions, "changed": changed, "published": published(&pk, &versions) }),
                     format!("rehearsal: would PUT {} deprecating {}", req.url, changed.join(", ")),
                 )
                 .with("requests", json!([describe_deprecate_put(&req, &changed, message)]))
