@@ -590,23 +590,19 @@ async fn reject_asks_for_a_reason_and_rate_limits_are_waited_out() {
         .or(view["private_metadata"].as_str())
         .expect("private_metadata")
         .to_string();
+    let reason = |text: &str| {
+        crate::fakes::slack::view_submission_payload(
+            "UALICE",
+            "reject",
+            &meta,
+            json!({"reason": {"value": {"type": "plain_text_input", "value": text}}}),
+        )
+    };
     // An empty reason is refused in the form itself.
-    let empty = crate::fakes::slack::view_submission_payload(
-        "UALICE",
-        "reject",
-        &meta,
-        json!({"reason": {"value": {"type": "plain_text_input", "value": " "}}}),
-    );
-    let (status, _, b) = interact(&s, &empty).await;
+    let (status, _, b) = interact(&s, &reason(" ")).await;
     assert_eq!(status, 200);
     assert!(b.contains("\"response_action\":\"errors\""), "{b}");
-    let sub = crate::fakes::slack::view_submission_payload(
-        "UALICE",
-        "reject",
-        &meta,
-        json!({"reason": {"value": {"type": "plain_text_input", "value": "wrong target"}}}),
-    );
-    let (status, _, _) = interact(&s, &sub).await;
+    let (status, _, _) = interact(&s, &reason("wrong target")).await;
     assert_eq!(status, 200);
     let id = incidents(&s).await[0]["id"].as_str().unwrap().to_string();
     let end = Instant::now() + Duration::from_secs(20);

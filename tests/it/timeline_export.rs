@@ -209,22 +209,20 @@ fn ua_parser_js_draft_matches_its_timeline() {
     }
     // Time to full containment = the offset of the last contain-phase result event.
     let contain_steps = ["deprecate", "fix-latest"];
-    let last_contain = events
+    let contain: Vec<&serde_json::Value> = events
         .iter()
         .filter(|e| {
             contain_steps.contains(&e["step"].as_str().unwrap_or(""))
                 && e["kind"].as_str().unwrap().starts_with("attempt.")
                 && e["kind"] != "attempt.started"
         })
+        .collect();
+    let last_contain = contain
+        .iter()
         .max_by_key(|e| e["at_ms"].as_i64().unwrap())
         .expect("contain events");
-    let first_contain = events
+    let first_contain = contain
         .iter()
-        .filter(|e| {
-            contain_steps.contains(&e["step"].as_str().unwrap_or(""))
-                && e["kind"].as_str().unwrap().starts_with("attempt.")
-                && e["kind"] != "attempt.started"
-        })
         .min_by_key(|e| e["at_ms"].as_i64().unwrap())
         .unwrap();
     let full = format!(
