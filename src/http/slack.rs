@@ -212,7 +212,7 @@ async fn command(state: &Shared, f: HashMap<String, String>, sig: String) -> Res
             let st = state.clone();
             tokio::spawn(async move {
                 if let Some(app) = &st.slack
-                    && let Err(e) = app.client.open_view(&trigger, &start_modal(&st)).await
+                    && let Err(e) = app.client.open_view(&trigger, &start_modal()).await
                 {
                     warn!(error = %e, "could not open the start form");
                 }
@@ -290,7 +290,7 @@ fn pre_check(
         .map_err(|e| format!(":warning: {e}"))
 }
 
-fn start_modal(state: &Shared) -> Value {
+fn start_modal() -> Value {
     let registry = crate::actions::Registry::builtin();
     let mut options = Vec::new();
     let mut described = Vec::new();
@@ -312,7 +312,6 @@ fn start_modal(state: &Shared) -> Value {
             described.push(format!("*{name}* — {}", params.join(", ")));
         }
     }
-    let _ = state;
     json!({
         "type": "modal",
         "callback_id": "start",

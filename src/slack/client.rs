@@ -172,15 +172,6 @@ impl SlackClient {
         .map(|_| ())
     }
 
-    pub async fn ephemeral(&self, channel: &str, user: &str, text: &str) -> Result<(), SlackError> {
-        self.call(
-            "chat.postEphemeral",
-            &json!({ "channel": channel, "user": user, "text": text }),
-        )
-        .await
-        .map(|_| ())
-    }
-
     pub async fn open_view(&self, trigger_id: &str, view: &Value) -> Result<(), SlackError> {
         self.call(
             "views.open",

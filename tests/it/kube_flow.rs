@@ -40,6 +40,17 @@ fn recall_for(clusters: &[(&FakeKube, &str)], extra: &str) -> Recall {
     r
 }
 
+/// A mode's deny-list ConfigMap as the cluster stores it.
+fn deny_list(k: &FakeKube, mode: &str) -> Option<Value> {
+    k.object(
+        "",
+        "v1",
+        "configmaps",
+        Some(NS),
+        &format!("recall-denied-digests-{mode}"),
+    )
+}
+
 const DENY_PLAYBOOK: &str = r#"name: kube-deny
 description: deny digests in every cluster
 params:
@@ -161,15 +172,7 @@ async fn enforce_refuses_the_digest_in_every_container_kind_and_admits_others() 
     );
     expect_code(&r, &run, 0);
     let id = run.id();
-    let cm = k
-        .object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-enforce",
-        )
-        .expect("deny list");
+    let cm = deny_list(&k, "enforce").expect("deny list");
     let key = bad.replace(':', "-");
     assert_eq!(
         cm["data"][&key],
@@ -328,15 +331,7 @@ async fn concurrent_incidents_and_conflicts_lose_no_digest() {
         };
         expect_code(&r, &run, 0);
     }
-    let cm = k
-        .object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-enforce",
-        )
-        .expect("deny list");
+    let cm = deny_list(&k, "enforce").expect("deny list");
     let keys: BTreeSet<String> = cm["data"].as_object().unwrap().keys().cloned().collect();
     let mut want: BTreeSet<String> = digests
         .iter()
@@ -386,16 +381,7 @@ async fn rbac_refusal_names_the_rule_and_other_clusters_still_deny() {
     expect_code(&r, &run, 1);
     let tl = r.timeline(&run.id());
     // The good cluster is denied.
-    assert!(
-        ok.object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-enforce"
-        )
-        .is_some()
-    );
+    assert!(deny_list(&ok, "enforce").is_some());
     // The locked one fails its own item, naming the verb and resource.
     let failed = events(&tl, "attempt.failed");
     let text = serde_json::to_string(&failed).unwrap();
@@ -726,15 +712,7 @@ async fn kyverno_and_sigstore_dialects() {
         .expect("ClusterPolicy installed");
     assert_eq!(cp["spec"]["emitWarning"], true);
     assert_eq!(cp["spec"]["rules"][0]["validate"]["failureAction"], "Audit");
-    let cm = ky
-        .object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-warn",
-        )
-        .expect("deny list");
+    let cm = deny_list(&ky, "warn").expect("deny list");
     assert!(cm["data"].get(digest('b').replace(':', "-")).is_some());
     // Tightening to enforce moves the digest; loosening back to audit keeps it enforced.
     expect_code(
@@ -747,24 +725,8 @@ async fn kyverno_and_sigstore_dialects() {
         &deny(&r, &[digest('b')], "registry.example/app", "audit", false),
         0,
     );
-    let enforce = ky
-        .object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-enforce",
-        )
-        .unwrap();
-    let warn = ky
-        .object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-warn",
-        )
-        .unwrap();
+    let enforce = deny_list(&ky, "enforce").unwrap();
+    let warn = deny_list(&ky, "warn").unwrap();
     assert!(
         enforce["data"].get(digest('b').replace(':', "-")).is_some(),
         "{enforce}"
@@ -774,14 +736,7 @@ async fn kyverno_and_sigstore_dialects() {
         "moved, not copied: {warn}"
     );
     assert!(
-        ky.object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-audit"
-        )
-        .is_none_or(|c| c["data"].as_object().is_none_or(|d| d.is_empty()))
+        deny_list(&ky, "audit").is_none_or(|c| c["data"].as_object().is_none_or(|d| d.is_empty()))
     );
 
     // Sigstore: a digest cannot be pinned; nothing is applied unless asked.
@@ -956,15 +911,7 @@ async fn image_leaked_secret_denies_finds_and_rotates() {
     let live = r.run(&live_args.iter().map(String::as_str).collect::<Vec<_>>());
     expect_code(&r, &live, 0);
     let id = live.id();
-    let cm = k
-        .object(
-            "",
-            "v1",
-            "configmaps",
-            Some(NS),
-            "recall-denied-digests-enforce",
-        )
-        .unwrap();
+    let cm = deny_list(&k, "enforce").unwrap();
     assert!(
         cm["data"].get(bad.digest.replace(':', "-")).is_some(),
         "{cm}"

@@ -2546,6 +2546,12 @@ fn update(st: &mut State, call: &Call) -> Response {
     if take_conflict(st, call) {
         return conflict(&call.def, &call.name, OPTIMISTIC_LOCK);
     }
+    store_update(st, call, old, body)
+}
+
+/// Stores the result of a PUT or a non-apply PATCH (`body`: the whole new object): the
+/// caller's manager (an `Update` operation) takes the fields it changed.
+fn store_update(st: &mut State, call: &Call, old: Stored, mut body: Value) -> Response {
     normalize_secret(&call.def, &mut body);
     let mut new = match compose(call, &old.obj, body) {
         Ok(n) => n,
@@ -2554,12 +2560,6 @@ fn update(st: &mut State, call: &Call) -> Response {
     if let Err(r) = prepare_update(call, &old.obj, &mut new) {
         return r;
     }
-    store_update(st, call, old, new)
-}
-
-/// Stores the result of a PUT or a non-apply PATCH: the caller's manager (an `Update`
-/// operation) takes the fields it changed.
-fn store_update(st: &mut State, call: &Call, old: Stored, new: Value) -> Response {
     let mut stored = Stored {
         obj: new,
         ..Stored::default()
@@ -2648,15 +2648,7 @@ fn patch(st: &mut State, call: &Call) -> Response {
     {
         return bad_request("metadata.name and metadata.namespace may not be changed by a patch");
     }
-    normalize_secret(&call.def, &mut patched);
-    let mut new = match compose(call, &old.obj, patched) {
-        Ok(n) => n,
-        Err(r) => return r,
-    };
-    if let Err(r) = prepare_update(call, &old.obj, &mut new) {
-        return r;
-    }
-    store_update(st, call, old, new)
+    store_update(st, call, old, patched)
 }
 
 fn apply(st: &mut State, call: &Call, force: bool) -> Response {
