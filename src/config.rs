@@ -32,6 +32,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub slack: SlackConfig,
     pub auth: AuthConfig,
+    pub github: GitHubConfig,
+    pub credentials: CredentialsConfig,
 }
 
 /// `[server]`: `recall serve`.
@@ -130,6 +132,67 @@ impl AuthConfig {
                 r == who
             }
         })
+    }
+}
+
+/// `[github]`: the GitHub (or GitHub Enterprise) REST API. Authentication is a
+/// fine-grained token (`token_env`/`token_file`) or a GitHub App installation (`app_id`,
+/// `installation_id` and the App's private key in `app_key_env`/`app_key_file`), whose
+/// short-lived installation tokens are minted and renewed as needed.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GitHubConfig {
+    /// `https://api.github.com`, or `https://HOST/api/v3` for GitHub Enterprise Server.
+    pub api_url: String,
+    /// Sent as `X-GitHub-Api-Version` on every request.
+    pub api_version: String,
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
+    pub app_id: Option<u64>,
+    pub installation_id: Option<u64>,
+    pub app_key_env: Option<String>,
+    pub app_key_file: Option<String>,
+    /// Per-request timeout.
+    pub timeout: String,
+    /// Longest `Retry-After` (secondary rate limit) waited out in place; a longer one
+    /// fails the attempt as transient, for the step's retry policy.
+    pub rate_limit_max_wait: String,
+}
+
+impl Default for GitHubConfig {
+    fn default() -> Self {
+        Self {
+            api_url: "https://api.github.com".into(),
+            api_version: "2022-11-28".into(),
+            token_env: Some("GITHUB_TOKEN".into()),
+            token_file: None,
+            app_id: None,
+            installation_id: None,
+            app_key_env: None,
+            app_key_file: None,
+            timeout: "30s".into(),
+            rate_limit_max_wait: "60s".into(),
+        }
+    }
+}
+
+/// `[credentials]`: `credentials.rotate`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    /// Env var holding the staging key: a new credential is kept, sealed with it, in the
+    /// database between "minted" and "written everywhere", so a crash in between resumes
+    /// with the same value instead of minting another.
+    pub staging_key_env: Option<String>,
+    pub staging_key_file: Option<String>,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        Self {
+            staging_key_env: Some("RECALL_STAGING_KEY".into()),
+            staging_key_file: None,
+        }
     }
 }
 
@@ -456,6 +519,8 @@ impl Config {
             ("server.request_timeout", &cfg.server.request_timeout),
             ("server.shutdown_grace", &cfg.server.shutdown_grace),
             ("slack.poll", &cfg.slack.poll),
+            ("github.timeout", &cfg.github.timeout),
+            ("github.rate_limit_max_wait", &cfg.github.rate_limit_max_wait),
         ] {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
         }
@@ -518,6 +583,20 @@ impl Config {
             }
         }
         cfg.kube.validate()?;
+        let gh = &cfg.github;
+        if gh.app_id.is_some() != gh.installation_id.is_some()
+            || (gh.app_id.is_some() && gh.app_key_env.is_none() && gh.app_key_file.is_none())
+        {
+            return Err(ConfigError::Invalid(
+                "github: a GitHub App needs `app_id`, `installation_id` and `app_key_env` or `app_key_file` together".into(),
+            ));
+        }
+        if !url::Url::parse(&gh.api_url).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            return Err(ConfigError::Invalid(format!(
+                "github.api_url = {:?}: expected an http(s) URL",
+                gh.api_url
+            )));
+        }
         if !matches!(cfg.slack.thread_mode.as_str(), "thread" | "channel") {
             return Err(ConfigError::Invalid(format!(
                 "slack.thread_mode = {:?}: expected \"thread\" or \"channel\"",

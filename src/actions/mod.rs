@@ -7,6 +7,7 @@
 //! Adding a registry is adding a file here and one line in [`Registry::builtin`].
 
 pub mod crates;
+pub mod github;
 pub mod incident;
 pub mod kube;
 pub mod npm;
@@ -208,6 +209,7 @@ impl Registry {
             .chain(oci::actions())
             .chain(sbom::actions())
             .chain(kube::actions())
+            .chain(github::actions())
         {
             r.add(a);
         }

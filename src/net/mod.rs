@@ -6,8 +6,11 @@
 //! * [`npm`] — the npm registry client (npmjs.org, Verdaccio, …).
 //! * [`oci`] — OCI distribution (container registry) client.
 //! * [`crates`] — the cargo registry web API (crates.io or a private registry).
+//! * [`github`] — the GitHub REST API through octocrab (Actions secrets, workflows,
+//!   releases, advisories, issues and pull requests).
 //! * [`pypi`] — PyPI's JSON and Simple APIs (read-only: PyPI has no yank API).
 pub mod crates;
+pub mod github;
 pub mod http;
 pub mod npm;
 pub mod oci;
