@@ -27,6 +27,10 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
         "image-leaked-secret",
         include_str!("../playbooks/image-leaked-secret.yaml"),
     ),
+    (
+        "leaked-publish-token",
+        include_str!("../playbooks/leaked-publish-token.yaml"),
+    ),
 ];
 
 pub const SCENARIOS: &[(&str, &str)] = &[

@@ -89,6 +89,9 @@ pub enum Command {
     /// The SBOM blast-radius index: ingest documents, query which images contain a package.
     #[command(subcommand)]
     Sbom(crate::cli_sbom::SbomCmd),
+    /// Credential rotation: hand a waiting `credentials.rotate` step its new value.
+    #[command(subcommand)]
+    Credentials(crate::cli_credentials::CredentialsCmd),
     /// Kubernetes admission: render the policy objects, list what each cluster denies.
     #[command(subcommand)]
     Kube(crate::cli_kube::KubeCmd),
@@ -522,6 +525,9 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(report_for(&env, &a.id, &o, a.json).await)
         }
         Command::Sbom(cmd) => crate::cli_sbom::run(&cmd, env.store.clone(), &env.config).await,
+        Command::Credentials(cmd) => {
+            crate::cli_credentials::run(&cmd, env.store.clone(), env.config.clone(), env.runner()).await
+        }
         Command::Timeline {
             id,
             format,

@@ -6,6 +6,7 @@ pub mod actions;
 pub mod blast;
 pub mod bundled;
 pub mod cli;
+pub mod cli_credentials;
 pub mod cli_kube;
 pub mod cli_sbom;
 pub mod config;

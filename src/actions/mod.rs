@@ -7,6 +7,7 @@
 //! Adding a registry is adding a file here and one line in [`Registry::builtin`].
 
 pub mod crates;
+pub mod credentials;
 pub mod github;
 pub mod incident;
 pub mod kube;
@@ -215,6 +216,7 @@ impl Registry {
         }
         r.add(Arc::new(postmortem::Draft));
         r.add(Arc::new(incident::Note));
+        r.add(Arc::new(credentials::Rotate));
         r
     }
 

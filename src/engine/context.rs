@@ -159,6 +159,22 @@ pub fn describe_inputs(inputs: &Value) -> String {
             (None, None) => image.to_string(),
         };
     }
+    if let (None, Some(repo)) = (name, get("repo")) {
+        return match (get("workflow"), get("tag"), get("name"), get("title")) {
+            (Some(w), ..) => format!("{repo} workflow {w}"),
+            (None, Some(t), ..) => format!("{repo} release {t}"),
+            (None, None, Some(n), _) => format!("{repo} secret {n}"),
+            (None, None, None, Some(t)) => format!("{repo}: {t}"),
+            _ => repo.to_string(),
+        };
+    }
+    if let (Some(p), Some(d)) = (
+        get("provider"),
+        inputs.get("destinations").and_then(Value::as_array),
+    ) {
+        let old = get("old_key").map(|k| format!(" {k}")).unwrap_or_default();
+        return format!("{p} credential{old} → {} destination(s)", d.len());
+    }
     if name.is_none() && get("token").is_none() {
         if let Some(env) = get("token_env") {
             return format!("token from env {env}");

@@ -164,6 +164,12 @@ impl GitHubClient {
                 (Some(e), None) => Some(crate::secrets::from_env(e)),
                 (None, None) => None,
             };
+            // No token set: anonymous (public reads work; a write gets GitHub's 401, which
+            // names the credential source). A token that is set but unreadable is an error.
+            let t = match t {
+                Some(Err(crate::secrets::SecretError::MissingEnv(_))) => None,
+                other => other,
+            };
             if let Some(t) = t {
                 let t = t.map_err(|e| HttpError::Decode(format!("github token: {e}")))?;
                 if !header_safe(&t) {
@@ -233,9 +239,7 @@ impl GitHubClient {
             "POST" => self.oc._post(path, body).await,
             "DELETE" => self.oc._delete(path, body).await,
             m => {
-                return Err(HttpError::Decode(format!(
-                    "unsupported GitHub method {m}"
-                )));
+                return Err(HttpError::Decode(format!("unsupported GitHub method {m}")));
             }
         }
         .map_err(t)?;
@@ -503,7 +507,10 @@ mod tests {
             rate_limit_wait(
                 &resp(
                     403,
-                    &[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", "1010")],
+                    &[
+                        ("x-ratelimit-remaining", "0"),
+                        ("x-ratelimit-reset", "1010")
+                    ],
                     "{}"
                 ),
                 now

@@ -776,6 +776,62 @@ impl NpmClient {
         ))
     }
 
+    /// `POST /-/npm/v1/tokens` as the timeline shows it (the password elided).
+    pub fn create_token_record(&self, readonly: bool, cidr: &[String]) -> RequestRecord {
+        RequestRecord::new("POST", self.url("-/npm/v1/tokens")).with_json(
+            serde_json::json!({ "password": http::REDACTED, "readonly": readonly, "cidr_whitelist": cidr }),
+        )
+    }
+
+    /// Creates a token for the account of the client's token (npm asks for the account
+    /// password again). Returns the new token — registered for scrubbing, never logged —
+    /// and its key. Neither the password nor the token can reach an error message.
+    pub async fn create_token(
+        &self,
+        password: &SecretString,
+        readonly: bool,
+        cidr: &[String],
+    ) -> Result<(SecretString, String), HttpError> {
+        let rec = RequestRecord::new("POST", self.url("-/npm/v1/tokens")).with_json(
+            serde_json::json!({ "password": password.expose_secret(), "readonly": readonly, "cidr_whitelist": cidr }),
+        );
+        let scrub = |e: HttpError| match e {
+            HttpError::Status {
+                status,
+                method,
+                url,
+                body,
+                retry_after_ms,
+            } => HttpError::Status {
+                status,
+                method,
+                url,
+                body: http::scrub(&body, &[password]),
+                retry_after_ms,
+            },
+            other => other,
+        };
+        let v = self
+            .send_with(&rec, self.token.as_ref())
+            .await
+            .map_err(scrub)?
+            .json()
+            .map_err(|_| HttpError::Decode("the token answer is not JSON".into()))?;
+        let token = v
+            .get("token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| HttpError::Decode("the registry answered without a `token`".into()))?;
+        let token = SecretString::from(token.to_string());
+        crate::secrets::register(&token);
+        let key = v
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok((token, key))
+    }
+
     /// Builds `DELETE /-/npm/v1/tokens/token/<key>`.
     pub fn revoke_token_request(&self, key: &str) -> Result<RequestRecord, NpmError> {
         if key.is_empty()

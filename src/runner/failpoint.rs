@@ -39,3 +39,10 @@ impl Failpoints {
         }
     }
 }
+
+/// Failpoints reachable from inside actions (multi-stage actions crash between stages in
+/// tests): the same `RECALL_FAILPOINT` variable, read once per process.
+pub fn hit(name: &str) {
+    static GLOBAL: std::sync::OnceLock<Failpoints> = std::sync::OnceLock::new();
+    GLOBAL.get_or_init(Failpoints::from_env).hit(name);
+}

@@ -5,7 +5,7 @@
 //! one fsync), then execute the commands — so every mutating call has its intent on disk
 //! before it leaves the process.
 
-mod failpoint;
+pub mod failpoint;
 mod restore;
 
 use std::sync::Arc;

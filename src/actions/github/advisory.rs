@@ -119,6 +119,49 @@ fn is_exact(v: &str) -> bool {
     semver::Version::parse(v.trim_start_matches('v')).is_ok()
 }
 
+/// An npm-style range (`>=1.2.9 <1.3.0`) in GitHub's advisory syntax (`>= 1.2.9, < 1.3.0`).
+pub fn github_range(r: &str) -> Result<String, ActionError> {
+    if r.contains("||") {
+        return Err(ActionError::Input(format!(
+            "`affected` = {r:?}: one advisory range cannot say `||`; list the exact versions"
+        )));
+    }
+    let mut parts = Vec::new();
+    for tok in r.split([',', ' ']).filter(|t| !t.is_empty()) {
+        let op_len = tok
+            .find(|c: char| c.is_ascii_alphanumeric())
+            .unwrap_or(tok.len());
+        let (op, v) = tok.split_at(op_len);
+        match (op, v.is_empty()) {
+            (">=" | "<=" | ">" | "<" | "=", false) => parts.push(format!("{op} {v}")),
+            ("" | ">=" | "<=" | ">" | "<" | "=", true) if !op.is_empty() => {
+                parts.push(op.to_string())
+            }
+            _ => {
+                return Err(ActionError::Input(format!(
+                    "`affected` = {r:?}: expected comparators like `>= 1.0.0, < 1.0.2`"
+                )));
+            }
+        }
+    }
+    // `>= 1.0.0` may arrive as two tokens: join an operator with the version after it.
+    let mut out: Vec<String> = Vec::new();
+    for p in parts {
+        match out.last_mut() {
+            Some(last) if matches!(last.as_str(), ">=" | "<=" | ">" | "<" | "=") => {
+                *last = format!("{last} {p}");
+            }
+            _ => out.push(p),
+        }
+    }
+    if out.is_empty() || out.iter().any(|p| !p.contains(' ')) {
+        return Err(ActionError::Input(format!(
+            "`affected` = {r:?}: expected comparators like `>= 1.0.0, < 1.0.2`"
+        )));
+    }
+    Ok(out.join(", "))
+}
+
 /// The `vulnerabilities` entries: one per exact affected version (with its patched version
 /// when one is known), or one entry for a range.
 pub fn vulnerabilities(
@@ -134,7 +177,7 @@ pub fn vulnerabilities(
     if affected.len() == 1 && !is_exact(&affected[0]) {
         return Ok(vec![json!({
             "package": pkg,
-            "vulnerable_version_range": affected[0],
+            "vulnerable_version_range": github_range(&affected[0])?,
             "patched_versions": (!patched.is_empty()).then(|| patched.join(", ")),
         })]);
     }
@@ -208,7 +251,10 @@ impl DraftAdvisory {
     ) -> Result<Option<Value>, ActionError> {
         let m = marker(ctx);
         let all = c
-            .list(&format!("{repo}/security-advisories?sort=created&direction=desc"), None)
+            .list(
+                &format!("{repo}/security-advisories?sort=created&direction=desc"),
+                None,
+            )
             .await
             .map_err(read)?;
         Ok(all
@@ -327,11 +373,20 @@ mod tests {
         assert_eq!(v[0]["patched_versions"], "0.7.30");
         assert_eq!(v[1]["patched_versions"], "0.8.1");
         assert_eq!(v[2]["patched_versions"], "1.0.1");
-        let r = vulnerabilities("rust", "foo", &[">= 1.0.0, < 1.0.2".into()], &["1.0.2".into()])
-            .unwrap();
+        let r = vulnerabilities(
+            "rust",
+            "foo",
+            &[">= 1.0.0, < 1.0.2".into()],
+            &["1.0.2".into()],
+        )
+        .unwrap();
         assert_eq!(r[0]["vulnerable_version_range"], ">= 1.0.0, < 1.0.2");
         assert_eq!(r[0]["patched_versions"], "1.0.2");
         assert!(vulnerabilities("npm", "x", &[], &[]).is_err());
+        assert_eq!(github_range(">=1.2.9 <1.3.0").unwrap(), ">= 1.2.9, < 1.3.0");
+        assert_eq!(github_range(">= 1.0.0, < 1.0.2").unwrap(), ">= 1.0.0, < 1.0.2");
+        assert!(github_range("1.x || 2.x").is_err());
+        assert!(github_range("~1.2.3").is_err());
         assert!(vulnerabilities("npm", "x", &["1.0.0".into(), "nope".into()], &[]).is_err());
         assert_eq!(ecosystem("PyPI").unwrap(), "pip");
         assert_eq!(ecosystem("crates").unwrap(), "rust");

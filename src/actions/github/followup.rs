@@ -142,15 +142,9 @@ impl OpenIssue {
             q.push_str(&format!("&since={s}"));
         }
         let m = marker(ctx);
-        Ok(c
-            .list(&q, None)
-            .await
-            .map_err(read)?
-            .into_iter()
-            .find(|i| {
-                i.get("pull_request").is_none()
-                    && i["body"].as_str().is_some_and(|b| b.contains(&m))
-            }))
+        Ok(c.list(&q, None).await.map_err(read)?.into_iter().find(|i| {
+            i.get("pull_request").is_none() && i["body"].as_str().is_some_and(|b| b.contains(&m))
+        }))
     }
 
     fn request(
@@ -160,12 +154,13 @@ impl OpenIssue {
         inputs: &Value,
     ) -> Result<RequestRecord, ActionError> {
         let title = str_input(inputs, "title")?.trim();
-        Ok(c.record("POST", &format!("{repo}/issues")).with_json(json!({
-            "title": title,
-            "body": with_marker(ctx, opt_str_input(inputs, "body")?),
-            "labels": list_input(inputs, "labels")?,
-            "assignees": list_input(inputs, "assignees")?,
-        })))
+        Ok(c.record("POST", &format!("{repo}/issues"))
+            .with_json(json!({
+                "title": title,
+                "body": with_marker(ctx, opt_str_input(inputs, "body")?),
+                "labels": list_input(inputs, "labels")?,
+                "assignees": list_input(inputs, "assignees")?,
+            })))
     }
 
     fn outputs(i: &Value, created: bool) -> Value {
@@ -213,7 +208,11 @@ impl Action for OpenIssue {
         let c = client(ctx)?;
         let rec = Self::request(ctx, &c, &repo, inputs)?;
         match Self::existing(ctx, &c, &repo).await {
-            Ok(Some(i)) => Ok(would(Self::outputs(&i, false), &[], "the issue is already open")),
+            Ok(Some(i)) => Ok(would(
+                Self::outputs(&i, false),
+                &[],
+                "the issue is already open",
+            )),
             Ok(None) => Ok(would(
                 json!({ "number": null, "html_url": null, "created": true }),
                 &[rec],
@@ -279,7 +278,8 @@ fn check_branch(b: &str) -> Result<(), ActionError> {
         && !b.contains("..")
         && !b.contains("//")
         && !b.ends_with(".lock")
-        && b.bytes().all(|c| c.is_ascii_alphanumeric() || b"-_./".contains(&c));
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_./".contains(&c));
     if ok {
         Ok(())
     } else {
@@ -355,7 +355,11 @@ impl PrInputs {
     }
 
     fn branch_seg(&self) -> String {
-        self.branch.split('/').map(seg).collect::<Vec<_>>().join("/")
+        self.branch
+            .split('/')
+            .map(seg)
+            .collect::<Vec<_>>()
+            .join("/")
     }
 }
 
@@ -573,7 +577,11 @@ impl Action for OpenPullRequest {
             )),
             Ok(plan) => Ok(would(
                 json!({ "number": null, "html_url": null, "branch": p.branch, "created": true }),
-                &plan.requests.into_iter().map(|(r, _)| r).collect::<Vec<_>>(),
+                &plan
+                    .requests
+                    .into_iter()
+                    .map(|(r, _)| r)
+                    .collect::<Vec<_>>(),
                 "",
             )),
             Err(e) => plan_failed(e, "read the repository, branch and files"),

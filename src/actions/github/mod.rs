@@ -168,7 +168,15 @@ mod tests {
             repo_input(&json!({"repo": "https://github.com/acme/app.git"})).unwrap(),
             ("acme".into(), "app".into())
         );
-        for bad in ["acme", "acme/", "/app", "acme/app/x", "a b/c", "../x", "acme/.."] {
+        for bad in [
+            "acme",
+            "acme/",
+            "/app",
+            "acme/app/x",
+            "a b/c",
+            "../x",
+            "acme/..",
+        ] {
             assert!(
                 repo_input(&json!({ "repo": bad })).is_err(),
                 "{bad} accepted"

@@ -43,13 +43,25 @@ static MARK_RELEASE: ActionSpec = ActionSpec {
             help: "mark it a prerelease, which also stops it being latest (default true)",
         },
         InputSpec {
+            name: "missing_ok",
+            ty: InputType::Bool,
+            required: false,
+            help: "a version without a GitHub release is fine: record it and succeed (default false)",
+        },
+        InputSpec {
             name: "latest_tag",
             ty: InputType::String,
             required: false,
             help: "make this (good) release the latest one",
         },
     ],
-    outputs: &["release_id", "html_url", "banner_added", "prerelease", "latest"],
+    outputs: &[
+        "release_id",
+        "html_url",
+        "banner_added",
+        "prerelease",
+        "latest",
+    ],
     mutating: true,
     destructive: false,
 };
@@ -75,6 +87,8 @@ struct Plan {
     patch: Option<(RequestRecord, Value)>,
     latest: Option<(RequestRecord, String)>,
     latest_now: Option<String>,
+    /// No release has the tag (and `missing_ok` allowed that).
+    missing: bool,
 }
 
 fn id_of(v: &Value) -> Result<u64, ActionError> {
@@ -103,10 +117,27 @@ impl MarkRelease {
             ));
         }
         let repo = format!("/repos/{owner}/{name}");
-        let release = c
-            .get(&format!("{repo}/releases/tags/{}", seg(&tag)))
+        let release = match c
+            .get_opt(&format!("{repo}/releases/tags/{}", seg(&tag)))
             .await
-            .map_err(read)?;
+            .map_err(read)?
+        {
+            Some(r) => r,
+            None if bool_input(inputs, "missing_ok", false)? => {
+                return Ok(Plan {
+                    release: json!({ "tag_name": tag }),
+                    patch: None,
+                    latest: None,
+                    latest_now: None,
+                    missing: true,
+                });
+            }
+            None => {
+                return Err(ActionError::Failed(format!(
+                    "{owner}/{name} has no release tagged {tag} (set `missing_ok: true` if that is expected)"
+                )));
+            }
+        };
         let id = id_of(&release)?;
         let latest_now = c
             .get_opt(&format!("{repo}/releases/latest"))
@@ -116,7 +147,10 @@ impl MarkRelease {
         let mut body = Map::new();
         let notes = release["body"].as_str().unwrap_or_default();
         if !notes.contains(&banner_marker(ctx)) {
-            body.insert("body".into(), json!(format!("{}{notes}", banner(ctx, message))));
+            body.insert(
+                "body".into(),
+                json!(format!("{}{notes}", banner(ctx, message))),
+            );
         }
         if prerelease && release["prerelease"].as_bool() != Some(true) {
             body.insert("prerelease".into(), json!(true));
@@ -129,7 +163,10 @@ impl MarkRelease {
                 body.iter()
                     .map(|(k, v)| {
                         let v = if k == "body" {
-                            json!(format!("<warning banner> + the current notes ({} chars)", notes.len()))
+                            json!(format!(
+                                "<warning banner> + the current notes ({} chars)",
+                                notes.len()
+                            ))
                         } else {
                             v.clone()
                         };
@@ -168,6 +205,7 @@ impl MarkRelease {
             patch,
             latest,
             latest_now: latest_now.and_then(|l| l["tag_name"].as_str().map(str::to_string)),
+            missing: false,
         })
     }
 
@@ -195,6 +233,12 @@ impl Action for MarkRelease {
     async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
         let c = client(ctx)?;
         let p = self.decide(ctx, &c, inputs).await?;
+        if p.missing {
+            return Ok(ActionOutput::new(
+                json!({ "release_id": null, "html_url": null, "banner_added": false, "prerelease": null, "latest": null }),
+                format!("no GitHub release is tagged {}: nothing to mark", p.release["tag_name"].as_str().unwrap_or("?")),
+            ));
+        }
         let mut sent = Vec::new();
         if let Some((rec, body)) = &p.patch {
             ctx.ensure_live(rec)?;
@@ -224,14 +268,24 @@ impl Action for MarkRelease {
             .patch
             .as_ref()
             .is_some_and(|(_, b)| b.get("body").is_some());
-        let tag = p.release["tag_name"].as_str().unwrap_or_default().to_string();
+        let tag = p.release["tag_name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let summary = if sent.is_empty() {
             format!("release {tag} was already marked (banner present, not latest)")
         } else {
             format!(
                 "release {tag} marked: {}{} (verified; latest is now {})",
-                if added { "warning banner added" } else { "banner already present" },
-                if p.patch.as_ref().is_some_and(|(_, b)| b.get("prerelease").is_some()) {
+                if added {
+                    "warning banner added"
+                } else {
+                    "banner already present"
+                },
+                if p.patch
+                    .as_ref()
+                    .is_some_and(|(_, b)| b.get("prerelease").is_some())
+                {
                     ", prerelease"
                 } else {
                     ""
@@ -248,6 +302,11 @@ impl Action for MarkRelease {
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
         let c = client(ctx)?;
         match self.decide(ctx, &c, inputs).await {
+            Ok(p) if p.missing => Ok(would(
+                json!({ "release_id": null, "html_url": null, "banner_added": false, "prerelease": null, "latest": null }),
+                &[],
+                format!("no GitHub release is tagged {}", p.release["tag_name"].as_str().unwrap_or("?")),
+            )),
             Ok(p) => {
                 let reqs: Vec<RequestRecord> = p
                     .patch
@@ -259,7 +318,11 @@ impl Action for MarkRelease {
                     .patch
                     .as_ref()
                     .is_some_and(|(_, b)| b.get("body").is_some());
-                let latest = p.latest.as_ref().map(|(_, t)| t.clone()).or(p.latest_now.clone());
+                let latest = p
+                    .latest
+                    .as_ref()
+                    .map(|(_, t)| t.clone())
+                    .or(p.latest_now.clone());
                 let mut out = would(
                     Self::outputs(&p, added, latest),
                     &reqs,

@@ -88,9 +88,18 @@ static DELETE_SECRET: ActionSpec = ActionSpec {
 /// Where a secret lives.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Scope {
-    Repo { owner: String, name: String },
-    Env { owner: String, name: String, env: String },
-    Org { org: String },
+    Repo {
+        owner: String,
+        name: String,
+    },
+    Env {
+        owner: String,
+        name: String,
+        env: String,
+    },
+    Org {
+        org: String,
+    },
 }
 
 impl Scope {
@@ -148,7 +157,9 @@ pub fn check_name(name: &str) -> Result<(), ActionError> {
 }
 
 fn name_input(inputs: &Value) -> Result<String, ActionError> {
-    let n = crate::actions::str_input(inputs, "name")?.trim().to_string();
+    let n = crate::actions::str_input(inputs, "name")?
+        .trim()
+        .to_string();
     check_name(&n)?;
     Ok(n)
 }
@@ -282,7 +293,12 @@ impl Action for SetSecret {
         let c = client(ctx)?;
         let (key_id, _) = match c.public_key(&scope.path()).await {
             Ok(k) => k,
-            Err(e) => return plan_failed(read(e), &format!("read the Actions public key of {}", scope.label())),
+            Err(e) => {
+                return plan_failed(
+                    read(e),
+                    &format!("read the Actions public key of {}", scope.label()),
+                );
+            }
         };
         let exists = match secret_meta(&c, &scope, &name).await {
             Ok(m) => m.is_some(),

@@ -113,14 +113,26 @@ enum Source {
     File(String),
 }
 
-#[derive(Clone, Copy)]
-enum Charset {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Charset {
     Alnum,
     Hex,
     Base64Url,
 }
 
 impl Charset {
+    /// `alphanumeric` (default), `hex` or `base64url`.
+    pub(crate) fn parse(s: Option<&str>) -> Result<Self, ActionError> {
+        match s {
+            None | Some("alphanumeric") => Ok(Charset::Alnum),
+            Some("hex") => Ok(Charset::Hex),
+            Some("base64url") => Ok(Charset::Base64Url),
+            Some(o) => Err(ActionError::Input(format!(
+                "`charset` = {o:?}: expected alphanumeric, hex or base64url"
+            ))),
+        }
+    }
+
     fn alphabet(self) -> &'static [u8] {
         match self {
             Charset::Alnum => b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
@@ -133,7 +145,7 @@ impl Charset {
 }
 
 /// A uniformly random string over `charset` (rejection sampling: no modulo bias).
-fn generate(length: usize, charset: Charset) -> Result<SecretString, ActionError> {
+pub(crate) fn generate(length: usize, charset: Charset) -> Result<SecretString, ActionError> {
     let alphabet = charset.alphabet();
     let n = alphabet.len();
     let limit = 256 - (256 % n);
@@ -533,6 +545,38 @@ async fn rotate_in(
         "restarted": restarted,
         "already_restarted": already,
     }))
+}
+
+/// Writes `value` into `keys` of an existing Secret on one cluster, exactly once per
+/// attempt key, then restarts its users if asked: `credentials.rotate`'s Kubernetes
+/// destination.
+pub(crate) async fn write_value(
+    ctx: &ActionCtx,
+    cluster: Option<&str>,
+    namespace: &str,
+    name: &str,
+    keys: Vec<String>,
+    restart: bool,
+    value: &SecretString,
+) -> Result<Value, ActionError> {
+    let list = crate::k8s::select(&ctx.config, cluster).map_err(ActionError::Input)?;
+    let cfg = match list.as_slice() {
+        [one] => *one,
+        [] => return Err(ActionError::Config(super::NO_CLUSTER.into())),
+        _ => {
+            return Err(ActionError::Input(
+                "several clusters are configured: name the destination's cluster".into(),
+            ));
+        }
+    };
+    let t = Target {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        keys,
+        source: Source::Env(String::new()),
+        restart,
+    };
+    Ok(rotate_in(ctx, cfg, &t, value).await?)
 }
 
 pub struct RotateSecret;

@@ -19,7 +19,7 @@ use crate::net::npm::{NpmClient, NpmError, versions_matching};
 use crate::playbook::{ActionSpec, InputSpec, InputType};
 
 mod dist_tag;
-mod revoke;
+pub(crate) mod revoke;
 mod unpublish;
 
 pub use dist_tag::DistTag;
@@ -159,7 +159,7 @@ static REVOKE: ActionSpec = ActionSpec {
 
 // ---- client and per-package serialisation -------------------------------------------
 
-fn load_token(cfg: &NpmConfig) -> Result<Option<SecretString>, ActionError> {
+pub(crate) fn load_token(cfg: &NpmConfig) -> Result<Option<SecretString>, ActionError> {
     if let Some(f) = &cfg.token_file {
         return crate::secrets::from_file(f)
             .map(Some)
@@ -185,7 +185,7 @@ pub(crate) fn credential_source(cfg: &NpmConfig) -> String {
 }
 
 /// One client per registry configuration, shared by every attempt (connection reuse).
-fn client(ctx: &ActionCtx) -> Result<Arc<NpmClient>, ActionError> {
+pub(crate) fn client(ctx: &ActionCtx) -> Result<Arc<NpmClient>, ActionError> {
     static CLIENTS: OnceLock<Mutex<HashMap<String, Arc<NpmClient>>>> = OnceLock::new();
     let cfg = &ctx.config.npm;
     let key = format!(

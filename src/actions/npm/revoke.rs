@@ -14,7 +14,7 @@ use crate::playbook::ActionSpec;
 pub struct RevokeToken;
 
 /// Does the masked token the registry shows (e.g. `YWVjZ...lZjY=`) belong to `secret`?
-pub(super) fn masked_matches(masked: &str, secret: &SecretString) -> bool {
+pub(crate) fn masked_matches(masked: &str, secret: &SecretString) -> bool {
     let s = secret.expose_secret();
     match masked.split_once("...") {
         Some((pre, suf)) if !pre.is_empty() && !suf.is_empty() => {
@@ -24,7 +24,7 @@ pub(super) fn masked_matches(masked: &str, secret: &SecretString) -> bool {
     }
 }
 
-pub(super) fn find_token<'a>(
+pub(crate) fn find_token<'a>(
     tokens: &'a [TokenInfo],
     wanted: &str,
 ) -> Result<Option<&'a TokenInfo>, ActionError> {
