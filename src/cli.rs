@@ -526,7 +526,8 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
         }
         Command::Sbom(cmd) => crate::cli_sbom::run(&cmd, env.store.clone(), &env.config).await,
         Command::Credentials(cmd) => {
-            crate::cli_credentials::run(&cmd, env.store.clone(), env.config.clone(), env.runner()).await
+            crate::cli_credentials::run(&cmd, env.store.clone(), env.config.clone(), env.runner())
+                .await
         }
         Command::Timeline {
             id,

@@ -520,7 +520,10 @@ impl Config {
             ("server.shutdown_grace", &cfg.server.shutdown_grace),
             ("slack.poll", &cfg.slack.poll),
             ("github.timeout", &cfg.github.timeout),
-            ("github.rate_limit_max_wait", &cfg.github.rate_limit_max_wait),
+            (
+                "github.rate_limit_max_wait",
+                &cfg.github.rate_limit_max_wait,
+            ),
         ] {
             parse_duration_ms(d).map_err(|e| ConfigError::Invalid(format!("{what}: {e}")))?;
         }

@@ -41,13 +41,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::actions::github::secrets::{Scope, check_name, put_record, put_secret, secret_meta};
-use crate::actions::kube::secret::{Charset, fingerprint, generate, write_value};
-use crate::actions::npm::revoke::{find_token, masked_matches};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
     str_input,
 };
+use crate::actions::github::secrets::{Scope, check_name, put_record, put_secret, secret_meta};
+use crate::actions::kube::secret::{Charset, fingerprint, generate, write_value};
+use crate::actions::npm::revoke::{find_token, masked_matches};
 use crate::config::Config;
 use crate::engine::{Entry, Mode};
 use crate::net::crates::{CratesClient, TokenState};

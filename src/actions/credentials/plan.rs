@@ -1,8 +1,8 @@
 //! The rehearsal of a rotation: every read the live run would make, and the requests it
 //! would send, with a finding for everything that would stop it.
 
-use super::*;
 use super::stages::{provided_input, rec_json};
+use super::*;
 
 async fn plan_revoke(
     ctx: &ActionCtx,
@@ -173,5 +173,3 @@ pub(super) async fn plan(ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput
     .with("requests", Value::Array(requests))
     .with("findings", json!(findings)))
 }
-
-

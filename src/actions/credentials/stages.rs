@@ -26,6 +26,14 @@ pub(super) fn provided_input(inputs: &Value) -> Result<Option<SecretString>, Act
     }
 }
 
+fn proven(evidence: Option<&Value>) -> Value {
+    match evidence {
+        Some(e) if e.get("skipped").is_some() => Value::Null,
+        Some(_) => Value::Bool(true),
+        None => Value::Bool(false),
+    }
+}
+
 pub(super) fn rec_json(r: &RequestRecord) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
@@ -159,7 +167,11 @@ impl Run<'_> {
         Ok(())
     }
 
-    pub(super) async fn write_one(&mut self, d: &Dest, value: &SecretString) -> Result<Value, ActionError> {
+    pub(super) async fn write_one(
+        &mut self,
+        d: &Dest,
+        value: &SecretString,
+    ) -> Result<Value, ActionError> {
         match d {
             Dest::GitHub { scope, name } => {
                 let c = crate::actions::github::client(self.ctx)?;
@@ -260,7 +272,8 @@ impl Run<'_> {
     pub(super) async fn revoke_npm(&mut self) -> Result<Value, ActionError> {
         let c = crate::actions::npm::client(self.ctx)?;
         let old = self.old_value()?;
-        if let (Some(o), Ok(Some(own))) = (&old, crate::actions::npm::load_token(&self.ctx.config.npm))
+        if let (Some(o), Ok(Some(own))) =
+            (&old, crate::actions::npm::load_token(&self.ctx.config.npm))
             && o.expose_secret() == own.expose_secret()
         {
             return Err(ActionError::Refused(
@@ -319,17 +332,19 @@ impl Run<'_> {
         let old = self.old_value()?;
         let evidence = match (self.spec.provider, &old) {
             (Provider::None, _) => json!({ "skipped": "no provider to ask" }),
-            (Provider::Npm, Some(o)) => match crate::actions::npm::client(self.ctx)?.whoami(Some(o)).await {
-                Err(e) if e.is_auth_refused() => {
-                    json!({ "whoami": e.status(), "fingerprint": fingerprint(&self.ctx.idem_key, o) })
+            (Provider::Npm, Some(o)) => {
+                match crate::actions::npm::client(self.ctx)?.whoami(Some(o)).await {
+                    Err(e) if e.is_auth_refused() => {
+                        json!({ "whoami": e.status(), "fingerprint": fingerprint(&self.ctx.idem_key, o) })
+                    }
+                    Err(e) => return Err(ActionError::Read(e)),
+                    Ok(user) => {
+                        return Err(ActionError::Failed(format!(
+                            "the old npm token still authenticates as `{user}` after the revoke"
+                        )));
+                    }
                 }
-                Err(e) => return Err(ActionError::Read(e)),
-                Ok(user) => {
-                    return Err(ActionError::Failed(format!(
-                        "the old npm token still authenticates as `{user}` after the revoke"
-                    )));
-                }
-            },
+            }
             (Provider::Npm, None) => {
                 let key = self
                     .st
@@ -380,7 +395,10 @@ impl Run<'_> {
     }
 
     /// Stage 4b: the new credential is accepted.
-    pub(super) async fn prove_new_works(&mut self, value: &SecretString) -> Result<(), ActionError> {
+    pub(super) async fn prove_new_works(
+        &mut self,
+        value: &SecretString,
+    ) -> Result<(), ActionError> {
         if self.st.new_works.is_some() {
             return Ok(());
         }
@@ -388,7 +406,10 @@ impl Run<'_> {
             Provider::None => {
                 json!({ "skipped": "no provider to ask; every destination was read back" })
             }
-            Provider::Npm => match crate::actions::npm::client(self.ctx)?.whoami(Some(value)).await {
+            Provider::Npm => match crate::actions::npm::client(self.ctx)?
+                .whoami(Some(value))
+                .await
+            {
                 Ok(user) => json!({ "whoami": user }),
                 Err(e) if e.is_auth_refused() => {
                     return Err(ActionError::Failed(format!(
@@ -428,8 +449,9 @@ impl Run<'_> {
             "new_fingerprint": st.new_fingerprint,
             "new_key": st.new_key,
             "old_revoked": st.old_revoked,
-            "old_dead": st.old_dead.is_some(),
-            "new_works": st.new_works.is_some(),
+            // true: proven; null: nothing to ask (provider none); false: not yet.
+            "old_dead": proven(st.old_dead.as_ref()),
+            "new_works": proven(st.new_works.as_ref()),
             "destinations": st.written,
         })
     }
@@ -480,7 +502,11 @@ impl Run<'_> {
 }
 
 /// Sets `VAR=value` in an env file, atomically (temp file, fsync, rename), mode 0600.
-pub(super) fn write_env_file(path: &str, var: &str, value: &SecretString) -> Result<(), ActionError> {
+pub(super) fn write_env_file(
+    path: &str,
+    var: &str,
+    value: &SecretString,
+) -> Result<(), ActionError> {
     use std::io::Write;
     let p = std::path::Path::new(path);
     let dir = p
@@ -555,7 +581,10 @@ pub(super) fn write_env_file(path: &str, var: &str, value: &SecretString) -> Res
 }
 
 impl Rotate {
-    pub(super) async fn start<'a>(ctx: &'a ActionCtx, inputs: &Value) -> Result<Run<'a>, ActionError> {
+    pub(super) async fn start<'a>(
+        ctx: &'a ActionCtx,
+        inputs: &Value,
+    ) -> Result<Run<'a>, ActionError> {
         let spec = Spec::parse(inputs)?;
         let provided = match spec.new {
             New::Provided => provided_input(inputs)?,
@@ -604,5 +633,4 @@ mod tests {
         );
         assert!(write_env_file(path, "C", &SecretString::from("a\nb".to_string())).is_err());
     }
-
 }

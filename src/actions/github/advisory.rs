@@ -384,7 +384,10 @@ mod tests {
         assert_eq!(r[0]["patched_versions"], "1.0.2");
         assert!(vulnerabilities("npm", "x", &[], &[]).is_err());
         assert_eq!(github_range(">=1.2.9 <1.3.0").unwrap(), ">= 1.2.9, < 1.3.0");
-        assert_eq!(github_range(">= 1.0.0, < 1.0.2").unwrap(), ">= 1.0.0, < 1.0.2");
+        assert_eq!(
+            github_range(">= 1.0.0, < 1.0.2").unwrap(),
+            ">= 1.0.0, < 1.0.2"
+        );
         assert!(github_range("1.x || 2.x").is_err());
         assert!(github_range("~1.2.3").is_err());
         assert!(vulnerabilities("npm", "x", &["1.0.0".into(), "nope".into()], &[]).is_err());

@@ -3,7 +3,8 @@
 //! share: the client, input parsing, the idempotency marker and the rehearsal findings.
 //!
 //! Idempotency on GitHub has no request key, so every object Recall creates carries a
-//! marker, an HTML comment invisible in rendered Markdown: `<!-- recall:KEY -->`. Before
+//! marker, an HTML comment invisible in rendered Markdown:
+//! `<!-- recall:<incident>:<step>:<item> -->`. Before
 //! creating, an action looks for its marker; a retry or a resume after a crash therefore
 //! finds the issue, advisory or banner the first attempt made instead of making another.
 
@@ -97,7 +98,8 @@ pub(crate) fn opt_segment(inputs: &Value, key: &str) -> Result<Option<String>, A
 
 /// The marker Recall leaves in what it creates for this step and item.
 pub(crate) fn marker(ctx: &ActionCtx) -> String {
-    format!("<!-- recall:{} -->", ctx.idem_key)
+    // The idempotency key already reads `recall:<incident>:<step>:<item>`.
+    format!("<!-- {} -->", ctx.idem_key)
 }
 
 pub(crate) fn record_json(r: &RequestRecord) -> Value {

@@ -236,7 +236,10 @@ impl Action for MarkRelease {
         if p.missing {
             return Ok(ActionOutput::new(
                 json!({ "release_id": null, "html_url": null, "banner_added": false, "prerelease": null, "latest": null }),
-                format!("no GitHub release is tagged {}: nothing to mark", p.release["tag_name"].as_str().unwrap_or("?")),
+                format!(
+                    "no GitHub release is tagged {}: nothing to mark",
+                    p.release["tag_name"].as_str().unwrap_or("?")
+                ),
             ));
         }
         let mut sent = Vec::new();
@@ -305,7 +308,10 @@ impl Action for MarkRelease {
             Ok(p) if p.missing => Ok(would(
                 json!({ "release_id": null, "html_url": null, "banner_added": false, "prerelease": null, "latest": null }),
                 &[],
-                format!("no GitHub release is tagged {}", p.release["tag_name"].as_str().unwrap_or("?")),
+                format!(
+                    "no GitHub release is tagged {}",
+                    p.release["tag_name"].as_str().unwrap_or("?")
+                ),
             )),
             Ok(p) => {
                 let reqs: Vec<RequestRecord> = p

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod crates;
+pub mod github;
 pub mod kube;
 pub mod proxy;
 pub mod pypi;
