@@ -61,7 +61,18 @@ impl World {
         v.add_user(USER, PASSWORD).await;
         let (recall_token, _) = v.create_token(USER, PASSWORD).await;
         let gh = FakeGitHub::start().await;
-        gh.add_token(GH_TOKEN, &[("secrets", "write"), ("metadata", "read")]);
+        gh.add_token(
+            GH_TOKEN,
+            &[
+                ("secrets", "write"),
+                ("metadata", "read"),
+                ("actions", "write"),
+                ("contents", "write"),
+                ("pull_requests", "write"),
+                ("issues", "write"),
+                ("repository_advisories", "write"),
+            ],
+        );
         let k = FakeKube::start("c1", KUBE_TOKEN).await;
         World {
             v,
@@ -498,4 +509,199 @@ async fn a_provided_credential_goes_through_the_cli() {
     // Providing again is refused: the rotation already has its value.
     let again = r.run(&["credentials", "provide", &id, "replace"]);
     assert_ne!(again.code, Some(0));
+}
+
+/// The bundled `leaked-publish-token` playbook, npm flavour: rehearsed (nothing sent
+/// anywhere), then live: the workflow is disabled first, the leaked token revoked and
+/// proven dead before the new one is minted and written to the Actions secret, and the
+/// trusted-publishing pull request and the follow-up issue are opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaked_publish_token_playbook_end_to_end() {
+    let w = World::start().await;
+    let l = w.leak("playbook").await;
+    w.gh.add_workflow(&l.repo, "release.yml", "Release");
+    w.gh.put_file(&l.repo, "main", "package.json", "{}\n");
+    let r = w.recall();
+    let params = [
+        "ecosystem=npm".to_string(),
+        format!("repo={}", l.repo),
+        "workflow=release.yml".to_string(),
+        format!("old_token={}", l.key),
+        "old_token_env=OLD_NPM_TOKEN".to_string(),
+        "package=acme-app".to_string(),
+    ];
+    let args = |dry: bool| {
+        let mut a: Vec<String> = [
+            "incident",
+            "start",
+            "--playbook",
+            "leaked-publish-token",
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for p in &params {
+            a.push("--param".into());
+            a.push(p.clone());
+        }
+        if dry {
+            a.push("--dry-run".into());
+            a.push("--auto-approve".into());
+        }
+        a
+    };
+    let vm = w.v.mark();
+    let a = args(true);
+    let dry = r.run_env(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("OLD_NPM_TOKEN", &l.old)],
+    );
+    assert_eq!(dry.code, Some(0), "{dry:?}");
+    assert!(w.v.mutating_requests_since(vm).is_empty());
+    assert!(
+        w.gh.mutations().iter().all(|q| !q.path().contains(&l.repo)),
+        "{:?}",
+        w.gh.mutations()
+    );
+    let a = args(false);
+    let run = r.run_env(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("OLD_NPM_TOKEN", &l.old)],
+    );
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{run:?}\n{}",
+        r.run(&["timeline", &run.id(), "--format", "md"]).stdout
+    );
+    let id = run.id();
+    assert_eq!(
+        w.gh.workflow_state(&l.repo, "release.yml").as_deref(),
+        Some("disabled_manually")
+    );
+    let new =
+        w.gh.secret_value(&format!("repo:{}", l.repo), "NPM_TOKEN")
+            .expect("new token written");
+    assert_eq!(w.whoami(&new).await, 200);
+    assert!(matches!(w.whoami(&l.old).await, 401 | 403));
+    let tl = r.timeline(&id);
+    let stages: Vec<String> = events(&tl, "credentials.stage")
+        .iter()
+        .map(|e| e["data"]["stage"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "revoked",
+            "old_dead",
+            "minting",
+            "obtained",
+            "written",
+            "new_works",
+            "done"
+        ],
+        "revoke first: {stages:?}"
+    );
+    let pulls = w.gh.pulls(&l.repo);
+    assert_eq!(pulls.len(), 1);
+    let wf =
+        w.gh.file(
+            &l.repo,
+            &pulls[0].head_ref,
+            ".github/workflows/publish-trusted.yml",
+        )
+        .expect("workflow proposed");
+    assert!(
+        wf.contains("id-token: write") && wf.contains("npm publish") && !wf.contains("NPM_TOKEN:"),
+        "{wf}"
+    );
+    let issues = w.gh.issues(&l.repo);
+    assert_eq!(issues.len(), 1);
+    assert!(issues[0].labels.contains(&"incident-follow-up".to_string()));
+    let skipped: Vec<String> = events(&tl, "step.skipped")
+        .iter()
+        .map(|e| e["step"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(skipped, ["trusted-publishing-crates"], "{skipped:?}");
+    assert!(!tl.to_string().contains(&new) && !tl.to_string().contains(&l.old));
+}
+
+/// `npm-compromised-release` with the repository: each bad version's release gets the
+/// warning (a version without a release is fine), and a draft advisory is opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_compromised_release_warns_on_releases_and_drafts_the_advisory() {
+    let w = World::start().await;
+    for v in ["1.0.0", "1.0.1", "1.0.2"] {
+        w.v.publish(&w.recall_token, "acme-app", v).await;
+    }
+    w.gh.add_repo("acme/acme-app");
+    w.gh.add_release(
+        "acme/acme-app",
+        "v1.0.2",
+        crate::fakes::github::ReleaseOpts {
+            body: "fixed".into(),
+            ..Default::default()
+        },
+    );
+    w.gh.add_release(
+        "acme/acme-app",
+        "v1.0.1",
+        crate::fakes::github::ReleaseOpts {
+            body: "bad one".into(),
+            immutable: true,
+            ..Default::default()
+        },
+    );
+    let r = w.recall();
+    let run = r.run(&[
+        "incident",
+        "start",
+        "--playbook",
+        "npm-compromised-release",
+        "--json",
+        "--param",
+        "package=acme-app",
+        "--param",
+        r#"versions=["1.0.0","1.0.1"]"#,
+        "--param",
+        "fixed=1.0.2",
+        "--param",
+        "repo=acme/acme-app",
+        "--param",
+        r#"patched=["1.0.2"]"#,
+    ]);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{run:?}\n{}",
+        r.run(&["timeline", &run.id(), "--format", "md"]).stdout
+    );
+    let bad =
+        w.gh.releases("acme/acme-app")
+            .into_iter()
+            .find(|x| x.tag_name == "v1.0.1")
+            .unwrap();
+    assert!(bad.prerelease);
+    assert!(
+        bad.body
+            .unwrap_or_default()
+            .contains("acme-app@1.0.1 is compromised")
+    );
+    let adv = w.gh.advisories("acme/acme-app");
+    assert_eq!(adv.len(), 1);
+    assert_eq!(adv[0].state, "draft");
+    assert_eq!(adv[0].severity.as_deref(), Some("critical"));
+    let ranges: Vec<&str> = adv[0]
+        .vulnerabilities
+        .iter()
+        .filter_map(|v| v["vulnerable_version_range"].as_str())
+        .collect();
+    assert_eq!(ranges, ["= 1.0.0", "= 1.0.1"]);
+    assert!(
+        adv[0]
+            .vulnerabilities
+            .iter()
+            .all(|v| v["patched_versions"] == "1.0.2" && v["package"]["name"] == "acme-app")
+    );
 }
