@@ -1,7 +1,9 @@
-//! Persistence behind one trait, so SQLite (the embedded default) and Postgres (later) share
-//! the runner. SQL is written to port: `$n` placeholders, `ON CONFLICT` upserts, BIGINT
+//! Persistence behind one trait, so SQLite (the embedded default) and Postgres
+//! (`postgres.rs`: several processes on one database, see `docs/postgres.md`) share the
+//! runner. SQL is written to port: `$n` placeholders, `ON CONFLICT` upserts, BIGINT
 //! milliseconds, JSON as TEXT.
 
+mod postgres;
 mod sbom;
 mod slack;
 mod sqlite;
@@ -13,6 +15,7 @@ use serde_json::Value;
 use crate::engine::{Approval, Dirty, Entry, RunState};
 use crate::timeline;
 
+pub use postgres::{PostgresStore, redact_url};
 pub use sbom::{SbomDocInfo, SbomDocRow, SbomStats, SbomStore};
 pub use slack::{SlackStore, SlackThread};
 pub use sqlite::SqliteStore;
@@ -23,8 +26,14 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("database durability check failed: {0}")]
     Durability(String),
-    #[error("unsupported database URL `{0}` (expected sqlite://PATH)")]
+    #[error(
+        "unsupported database URL `{0}` (expected sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE)"
+    )]
     Url(String),
+    /// The database could not be opened: unreachable, refused, or a bad URL parameter.
+    /// `target` is the URL with any password redacted.
+    #[error("cannot open the database at {target}: {detail}")]
+    Open { target: String, detail: String },
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
     #[error("migration {version} ({name}) failed: {detail}")]
@@ -345,7 +354,9 @@ pub trait Store: SbomStore + SlackStore + Send + Sync {
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::Url(url.to_string()))
+        Err(StoreError::Url(redact_url(url)))
     }
 }

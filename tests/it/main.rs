@@ -28,4 +28,5 @@ mod pypi_flow;
 mod sbom;
 mod serve;
 mod slack_fake;
+mod store_suite;
 mod timeline_export;

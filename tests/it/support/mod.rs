@@ -2,6 +2,7 @@
 //! throw-away SQLite database (the crash tests kill it, so it must be a separate process).
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod registry;
 pub mod verdaccio;
 
