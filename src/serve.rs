@@ -119,6 +119,8 @@ pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), Ser
             poll: ms(&config.slack.poll, 500),
             wake: wake_slack.clone(),
             metrics: metrics.clone(),
+            owner: runner.owner().to_string(),
+            lease_ttl_ms: ms(&config.engine.lease_ttl, 15_000).as_millis() as i64,
         };
         tokio::spawn(n.run(stop_rx.clone()))
     });
@@ -140,6 +142,7 @@ pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), Ser
         wake_slack.clone(),
         stop_rx.clone(),
         ms(&config.server.shutdown_grace, 20_000),
+        ms(&config.engine.lease_ttl, 15_000).as_millis() as i64,
     ));
 
     let addr = config.server.listen.clone();
@@ -193,6 +196,13 @@ async fn shutdown_signal() {
     }
 }
 
+/// The leader lease for the periodic sweep.
+pub const SWEEP_LEASE: &str = "sweep";
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 /// Drives unfinished incidents, one task each.
 async fn supervise(
     runner: Arc<Runner>,
@@ -201,14 +211,35 @@ async fn supervise(
     wake_slack: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    lease_ttl_ms: i64,
 ) {
     let active: Arc<Mutex<HashSet<String>>> = Arc::new(Mutex::new(HashSet::new()));
     let mut tasks = JoinSet::new();
+    let mut local_wake = true;
     loop {
         if *stop.borrow() {
             break;
         }
-        match store.unfinished().await {
+        // The periodic sweep (timers, approval deadlines, incidents a dead process left) is
+        // the leader's: one replica lists every incident every 2 s, not all of them. A
+        // local wake (an incident started or answered through this replica) always sweeps.
+        let sweep = local_wake
+            || match store
+                .acquire_named_lease(SWEEP_LEASE, runner.owner(), now_ms(), lease_ttl_ms)
+                .await
+            {
+                Ok(leader) => leader,
+                Err(e) => {
+                    warn!(error = %e, "supervisor: could not take the sweep lease");
+                    false
+                }
+            };
+        let listed = if sweep {
+            store.unfinished().await
+        } else {
+            Ok(Vec::new())
+        };
+        match listed {
             Ok(ids) => {
                 for id in ids {
                     let fresh = active
@@ -237,11 +268,11 @@ async fn supervise(
             Err(e) => warn!(error = %e, "supervisor: could not list incidents"),
         }
         while tasks.try_join_next().is_some() {}
-        tokio::select! {
-            _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-            _ = stop.changed() => {}
-        }
+        local_wake = tokio::select! {
+            _ = wake.notified() => true,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => false,
+            _ = stop.changed() => false,
+        };
     }
     // Shutdown: let in-flight steps finish within the grace period.
     let n = tasks.len();

@@ -342,6 +342,11 @@ impl Runner {
         }
     }
 
+    /// This process's lease owner name (`host:pid:…`).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     fn lease_ttl(&self) -> i64 {
         parse_duration_ms(&self.config.engine.lease_ttl).unwrap_or(15_000) as i64
     }
@@ -349,7 +354,7 @@ impl Runner {
     /// Drive one incident until it finishes or waits on a human.
     pub async fn drive(&self, id: &str) -> Result<DriveOutcome, RunError> {
         let alive = Self::alive_check();
-        if !self
+        let Some(epoch) = self
             .store
             .acquire_lease(id, &self.owner, now_ms(), self.lease_ttl(), &alive)
             .await
@@ -357,11 +362,11 @@ impl Runner {
                 StoreError::NotFound(i) => RunError::NotFound(i),
                 e => RunError::Store(e),
             })?
-        {
+        else {
             return Ok(DriveOutcome::Elsewhere);
-        }
+        };
         let result = self
-            .drive_leased(id)
+            .drive_leased(id, epoch)
             .instrument(info_span!("incident", incident = %id))
             .await;
         if let Err(e) = self.store.release_lease(id, &self.owner).await {
@@ -370,7 +375,7 @@ impl Runner {
         result.map(DriveOutcome::Finished)
     }
 
-    async fn drive_leased(&self, id: &str) -> Result<IncidentStatus, RunError> {
+    async fn drive_leased(&self, id: &str, epoch: i64) -> Result<IncidentStatus, RunError> {
         let run = self
             .store
             .load(id)
@@ -451,9 +456,21 @@ impl Runner {
             // Group commit: every transition since the last commit, in one transaction,
             // before any of the commands it produced is executed (the intent record).
             let dirty = state.take_dirty();
-            let prepared = Prepared::new(&state, dirty, entries, consumed, now_ms());
+            let prepared = Prepared::new(&state, dirty, entries, consumed, now_ms())
+                .fenced(&self.owner, epoch);
             if !prepared.is_empty() {
-                self.store.commit(vec![prepared]).await?;
+                match self.store.commit(vec![prepared]).await {
+                    Ok(()) => {}
+                    // Another process took the incident over (this one was paused or cut
+                    // off longer than the lease): what was computed here is stale. Drop it;
+                    // the new holder reconciles every attempt from the database.
+                    Err(StoreError::Fenced(_)) => {
+                        warn!(incident = %id, "lease taken over by another process; dropping this process's stale results");
+                        workers.abort_all();
+                        return Ok(state.meta.status);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             if mutating_results {
                 self.failpoints.hit("after_result");
@@ -462,7 +479,7 @@ impl Runner {
                 self.failpoints.hit("after_intent");
             }
             for c in work {
-                self.dispatch(&mut workers, sem.clone(), c);
+                self.dispatch(&mut workers, sem.clone(), c, epoch);
             }
             if state.meta.status.is_terminal() && workers.is_empty() {
                 return Ok(state.meta.status);
@@ -492,12 +509,14 @@ impl Runner {
                 }
             }
             if now_ms() - lease_renewed > ttl / 3 {
-                if !self
+                if self
                     .store
                     .acquire_lease(id, &self.owner, now_ms(), ttl, &alive)
                     .await?
+                    != Some(epoch)
                 {
                     warn!(incident = %id, "lost the lease; stopping");
+                    workers.abort_all();
                     return Ok(state.meta.status);
                 }
                 lease_renewed = now_ms();
@@ -567,7 +586,7 @@ impl Runner {
         }
     }
 
-    fn dispatch(&self, workers: &mut JoinSet<Done>, sem: Arc<Semaphore>, c: Command) {
+    fn dispatch(&self, workers: &mut JoinSet<Done>, sem: Arc<Semaphore>, c: Command, epoch: i64) {
         let (inv, kind) = match c {
             Command::Invoke(i) => (i, Kind::Invoke),
             Command::Probe(i) => (i, Kind::Probe),
@@ -586,6 +605,7 @@ impl Runner {
         };
         let action = self.registry.get(&inv.uses).cloned();
         let fp = self.failpoints.clone();
+        let (store, owner, margin) = (self.store.clone(), self.owner.clone(), self.lease_ttl() / 3);
         let span = info_span!("attempt", incident = %inv.incident, step = %inv.step, item = inv.index, attempt = inv.attempt);
         workers.spawn(
             async move {
@@ -632,6 +652,33 @@ impl Runner {
                         },
                     };
                     return Done::Probe(inv, verdict);
+                }
+                // Last check before an effect leaves the process: this process still holds
+                // the lease with time to spare. A process paused since the intent was
+                // committed may have been replaced; the new holder reconciles the attempt.
+                if inv.mutating && inv.mode == Mode::Live {
+                    match store
+                        .lease_holds(&inv.incident, &owner, epoch, now_ms(), margin)
+                        .await
+                    {
+                        Ok(true) => {}
+                        held => {
+                            let why = match held {
+                                Err(e) => format!("could not confirm the lease: {e}"),
+                                _ => "the lease is no longer held".to_string(),
+                            };
+                            return Done::Invoke(
+                                inv,
+                                Outcome::Failure {
+                                    error: format!("not sent: {why}"),
+                                    transient: true,
+                                    ambiguous: false,
+                                    retry_after_ms: None,
+                                    detail: Value::Null,
+                                },
+                            );
+                        }
+                    }
                 }
                 let r = if inv.mode == Mode::Rehearsal {
                     with_timeout(timeout, action.plan(&ctx, &inv.inputs)).await

@@ -23,7 +23,15 @@ pub struct Notifier {
     pub poll: Duration,
     pub wake: Arc<Notify>,
     pub metrics: Arc<crate::http::metrics::Metrics>,
+    /// This process's lease owner name: only the holder of the `slack-outbox` leader lease
+    /// posts, so several replicas never post one message twice.
+    pub owner: String,
+    /// How long the leader lease lasts without renewal.
+    pub lease_ttl_ms: i64,
 }
+
+/// The leader lease for the outbox.
+pub const OUTBOX_LEASE: &str = "slack-outbox";
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -65,8 +73,21 @@ impl Notifier {
         }
     }
 
-    /// One pass over every open thread. Threads fail independently.
+    /// One pass over every open thread, if this process holds the outbox lease. Threads fail
+    /// independently.
     pub async fn tick(&self) {
+        match self
+            .store
+            .acquire_named_lease(OUTBOX_LEASE, &self.owner, now_ms(), self.lease_ttl_ms)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                warn!(error = %e, "slack outbox: could not take the leader lease");
+                return;
+            }
+        }
         let threads = match self.store.slack_threads_open().await {
             Ok(t) => t,
             Err(e) => {

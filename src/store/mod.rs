@@ -44,6 +44,11 @@ pub enum StoreError {
     },
     #[error("incident `{0}` not found")]
     NotFound(String),
+    /// Another process took the incident's lease: this process's commit is refused.
+    #[error(
+        "incident `{0}`: the lease was taken over by another process; this result is stale and was not recorded"
+    )]
+    Fenced(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -139,6 +144,9 @@ pub struct Prepared {
     pub entries: Vec<PreparedEntry>,
     pub consumed_inbox: Vec<i64>,
     pub now: i64,
+    /// The lease this transition was computed under: (owner, epoch). The store refuses the
+    /// commit unless the incident's lease is still exactly that (fencing).
+    pub fence: Option<(String, i64)>,
 }
 
 /// A task row with its JSON columns already serialised.
@@ -285,7 +293,14 @@ impl Prepared {
             entries: entries.into_iter().map(PreparedEntry::from_entry).collect(),
             consumed_inbox,
             now,
+            fence: None,
         }
+    }
+
+    /// Commit only while `owner` holds the lease at `epoch`.
+    pub fn fenced(mut self, owner: &str, epoch: i64) -> Self {
+        self.fence = Some((owner.to_string(), epoch));
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -335,8 +350,10 @@ pub trait Store: SbomStore + SlackStore + Send + Sync {
     async fn append(&self, id: &str, entries: Vec<Entry>) -> Result<()>;
     async fn push_inbox(&self, id: &str, kind: &str, payload: &Value, now: i64) -> Result<i64>;
     async fn pending_inbox(&self, id: &str) -> Result<Vec<InboxItem>>;
-    /// Take (or renew) the right to drive an incident. `alive` answers whether a recorded
-    /// owner is still running, so a crashed process's lease can be taken over at once.
+    /// Take (or renew) the right to drive an incident; `Some(epoch)` when held. The epoch
+    /// grows each time the lease changes hands and fences every commit (`Prepared::fenced`).
+    /// `alive` answers whether a recorded owner is still running, so a crashed process's
+    /// lease can be taken over at once. Postgres measures expiry on the database's clock.
     async fn acquire_lease(
         &self,
         id: &str,
@@ -344,6 +361,24 @@ pub trait Store: SbomStore + SlackStore + Send + Sync {
         now: i64,
         ttl_ms: i64,
         alive: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
+    ) -> Result<Option<i64>>;
+    /// Does `owner` still hold the lease at `epoch` with at least `margin_ms` left? Asked
+    /// right before a mutating call leaves the process.
+    async fn lease_holds(
+        &self,
+        id: &str,
+        owner: &str,
+        epoch: i64,
+        now: i64,
+        margin_ms: i64,
+    ) -> Result<bool>;
+    /// A named lease (the leader lease): true while `owner` holds it.
+    async fn acquire_named_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        ttl_ms: i64,
     ) -> Result<bool>;
     async fn release_lease(&self, id: &str, owner: &str) -> Result<()>;
     async fn put_artifact(&self, id: &str, name: &str, content: &str, now: i64) -> Result<()>;

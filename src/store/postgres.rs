@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "slack",
         include_str!("../../migrations/postgres/0004_slack.sql"),
     ),
+    (
+        5,
+        "fencing",
+        include_str!("../../migrations/postgres/0005_fencing.sql"),
+    ),
 ];
 
 /// `pg_advisory_xact_lock` key held while migrations are checked and applied ("recall" in
@@ -58,6 +63,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub const MIGRATION_LOCK: i64 = 0x7265_6361_6c6c_0001;
 /// Held by SBOM interning and document inserts: document ids are `MAX(id) + 1` ranges.
 pub const SBOM_LOCK: i64 = 0x7265_6361_6c6c_0002;
+
+/// The database's clock in epoch milliseconds: every lease decision uses it, so replicas
+/// whose own clocks disagree still agree on who holds a lease.
+const DB_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
 
 /// Pool size when the URL has no `max_connections`.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 8;
@@ -355,6 +364,20 @@ impl PostgresStore {
 
     async fn write_commit(tx: &mut Transaction<'static, Postgres>, c: Prepared) -> Result<()> {
         let id = c.incident;
+        if let Some((owner, epoch)) = &c.fence {
+            // The incident row is already locked by this transaction, so the check holds
+            // until the commit: a process that lost the lease cannot record anything.
+            let row = sqlx::query("SELECT lease_owner, lease_epoch FROM incidents WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let cur: Option<String> = row.try_get("lease_owner")?;
+            let cur_epoch: i64 = row.try_get("lease_epoch")?;
+            if cur.as_deref() != Some(owner.as_str()) || cur_epoch != *epoch {
+                return Err(StoreError::Fenced(id));
+            }
+        }
         if let Some((status, finished_at)) = &c.status {
             sqlx::query(
                 "UPDATE incidents SET status = $2, updated_at = $3, finished_at = $4 WHERE id = $1",
@@ -1044,48 +1067,99 @@ impl Store for PostgresStore {
         &self,
         id: &str,
         owner: &str,
-        now: i64,
+        _now: i64,
         ttl_ms: i64,
         alive: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
-    ) -> Result<bool> {
-        // Read, decide (the `alive` callback runs outside any transaction), then
-        // compare-and-set: the UPDATE applies only if the lease is still what was read.
-        // A lost race re-reads and decides again.
+    ) -> Result<Option<i64>> {
+        // Read (with the database's clock), decide (the `alive` callback runs outside any
+        // transaction), then compare-and-set: the UPDATE applies only if the lease is still
+        // what was read. A lost race re-reads and decides again. Expiry is measured on the
+        // database's clock, so replicas with skewed clocks agree on who holds a lease.
         for _ in 0..16 {
-            let row = sqlx::query("SELECT lease_owner, lease_until FROM incidents WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            let row = sqlx::query(&format!(
+                "SELECT lease_owner, lease_until, lease_epoch, {DB_NOW_MS} AS db_now FROM incidents WHERE id = $1"
+            ))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             let cur: Option<String> = row.try_get("lease_owner")?;
             let until: Option<i64> = row.try_get("lease_until")?;
+            let epoch: i64 = row.try_get("lease_epoch")?;
+            let now: i64 = row.try_get("db_now")?;
+            let renew = cur.as_deref() == Some(owner);
             let free = match (&cur, until) {
                 (None, _) => true,
-                (Some(o), _) if o == owner => true,
+                (Some(_), _) if renew => true,
                 (Some(_), Some(u)) if u < now => true,
                 (Some(o), _) => !alive(o),
             };
             if !free {
-                return Ok(false);
+                return Ok(None);
             }
-            let set = sqlx::query(
-                "UPDATE incidents SET lease_owner = $2, lease_until = $3
-                 WHERE id = $1 AND lease_owner IS NOT DISTINCT FROM $4 AND lease_until IS NOT DISTINCT FROM $5",
-            )
+            let next = if renew { epoch } else { epoch + 1 };
+            let set = sqlx::query(&format!(
+                "UPDATE incidents SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3, lease_epoch = $6
+                 WHERE id = $1 AND lease_owner IS NOT DISTINCT FROM $4 AND lease_epoch = $5"
+            ))
             .bind(id)
             .bind(owner)
-            .bind(now + ttl_ms)
+            .bind(ttl_ms)
             .bind(&cur)
-            .bind(until)
+            .bind(epoch)
+            .bind(next)
             .execute(&self.pool)
             .await?
             .rows_affected();
             if set == 1 {
-                return Ok(true);
+                return Ok(Some(next));
             }
         }
         // The lease kept changing under us: someone else is taking it.
-        Ok(false)
+        Ok(None)
+    }
+
+    async fn lease_holds(
+        &self,
+        id: &str,
+        owner: &str,
+        epoch: i64,
+        _now: i64,
+        margin_ms: i64,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM incidents WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND lease_until >= {DB_NOW_MS} + $4"
+        ))
+        .bind(id)
+        .bind(owner)
+        .bind(epoch)
+        .bind(margin_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn acquire_named_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        _now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(&format!(
+            "INSERT INTO leases (name, owner, epoch, until_ms) VALUES ($1, $2, 1, {DB_NOW_MS} + $3)
+             ON CONFLICT (name) DO UPDATE SET
+               epoch = leases.epoch + (CASE WHEN leases.owner = excluded.owner THEN 0 ELSE 1 END),
+               owner = excluded.owner, until_ms = excluded.until_ms
+             WHERE leases.owner = excluded.owner OR leases.until_ms < {DB_NOW_MS}"
+        ))
+        .bind(name)
+        .bind(owner)
+        .bind(ttl_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     async fn release_lease(&self, id: &str, owner: &str) -> Result<()> {

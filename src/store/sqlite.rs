@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "slack",
         include_str!("../../migrations/sqlite/0004_slack.sql"),
     ),
+    (
+        5,
+        "fencing",
+        include_str!("../../migrations/sqlite/0005_fencing.sql"),
+    ),
 ];
 
 /// Rows per multi-row INSERT (15 columns x 64 rows stays far below SQLite's variable limit).
@@ -168,6 +173,20 @@ impl SqliteStore {
 
     async fn write_commit(tx: &mut Transaction<'static, Sqlite>, c: Prepared) -> Result<()> {
         let id = c.incident;
+        if let Some((owner, epoch)) = &c.fence {
+            // The incident row is already locked by this transaction, so the check holds
+            // until the commit: a process that lost the lease cannot record anything.
+            let row = sqlx::query("SELECT lease_owner, lease_epoch FROM incidents WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            let cur: Option<String> = row.try_get("lease_owner")?;
+            let cur_epoch: i64 = row.try_get("lease_epoch")?;
+            if cur.as_deref() != Some(owner.as_str()) || cur_epoch != *epoch {
+                return Err(StoreError::Fenced(id));
+            }
+        }
         if let Some((status, finished_at)) = &c.status {
             sqlx::query(
                 "UPDATE incidents SET status = $2, updated_at = $3, finished_at = $4 WHERE id = $1",
@@ -613,31 +632,88 @@ impl Store for SqliteStore {
         now: i64,
         ttl_ms: i64,
         alive: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
-    ) -> Result<bool> {
+    ) -> Result<Option<i64>> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query("SELECT lease_owner, lease_until FROM incidents WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let row = sqlx::query(
+            "SELECT lease_owner, lease_until, lease_epoch FROM incidents WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let cur: Option<String> = row.try_get("lease_owner")?;
         let until: Option<i64> = row.try_get("lease_until")?;
+        let epoch: i64 = row.try_get("lease_epoch")?;
+        let renew = cur.as_deref() == Some(owner);
         let free = match (&cur, until) {
             (None, _) => true,
-            (Some(o), _) if o == owner => true,
+            (Some(_), _) if renew => true,
             (Some(_), Some(u)) if u < now => true,
             (Some(o), _) => !alive(o),
         };
-        if free {
-            sqlx::query("UPDATE incidents SET lease_owner = $2, lease_until = $3 WHERE id = $1")
-                .bind(id)
-                .bind(owner)
-                .bind(now + ttl_ms)
-                .execute(&mut *tx)
-                .await?;
+        if !free {
+            tx.commit().await?;
+            return Ok(None);
         }
+        // A renewal keeps the epoch; any change of hands (even after a release) moves it.
+        let epoch = if renew { epoch } else { epoch + 1 };
+        sqlx::query(
+            "UPDATE incidents SET lease_owner = $2, lease_until = $3, lease_epoch = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(epoch)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(free)
+        Ok(Some(epoch))
+    }
+
+    async fn lease_holds(
+        &self,
+        id: &str,
+        owner: &str,
+        epoch: i64,
+        now: i64,
+        margin_ms: i64,
+    ) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM incidents WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND lease_until >= $4",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(epoch)
+        .bind(now + margin_ms)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n == 1)
+    }
+
+    async fn acquire_named_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: i64,
+        ttl_ms: i64,
+    ) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query(
+            "INSERT INTO leases (name, owner, epoch, until_ms) VALUES ($1, $2, 1, $3)
+             ON CONFLICT (name) DO UPDATE SET
+               epoch = leases.epoch + (CASE WHEN leases.owner = excluded.owner THEN 0 ELSE 1 END),
+               owner = excluded.owner, until_ms = excluded.until_ms
+             WHERE leases.owner = excluded.owner OR leases.until_ms < $4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
     }
 
     async fn release_lease(&self, id: &str, owner: &str) -> Result<()> {

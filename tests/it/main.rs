@@ -12,6 +12,7 @@ mod crates_flow;
 mod crates_pypi_clients;
 mod credentials_flow;
 mod faults;
+mod fencing;
 mod github_fake;
 mod github_flow;
 mod github_seal;

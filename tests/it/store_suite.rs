@@ -465,6 +465,7 @@ async fn group_commit_is_one_transaction_and_chains_verify(store: Arc<dyn Store>
         entries: vec![store::PreparedEntry::from_entry(note("x", "kept?"))],
         consumed_inbox: vec![],
         now: 99,
+        fence: None,
     };
     let bad = Prepared {
         incident: "inc-g2".into(),
@@ -511,6 +512,7 @@ async fn group_commit_is_one_transaction_and_chains_verify(store: Arc<dyn Store>
         entries: vec![],
         consumed_inbox: vec![],
         now: 1,
+        fence: None,
     };
     store
         .commit(vec![empty.clone(), empty])
@@ -662,74 +664,182 @@ async fn inbox_push_pending_and_consume(store: Arc<dyn Store>) {
     ));
 }
 
+fn real_now() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Leases on real time (Postgres decides expiry on the database's clock, so no fake clock
+/// can be passed): renewal keeps the epoch, every change of hands moves it, a stale holder's
+/// commit is fenced, and only the holder releases.
 async fn leases_renew_expire_take_over_and_release(store: Arc<dyn Store>) {
-    let now = 1_000;
-    create(&store, "inc-l", now, &["a"]).await;
+    const SHORT: i64 = 1_500;
+    let sim = create(&store, "inc-l", real_now(), &["a"]).await;
     let calls = AtomicUsize::new(0);
     let alive = |_: &str| {
         calls.fetch_add(1, Ordering::SeqCst);
         true
     };
-    let acquire = |owner: &'static str, at: i64| {
+    let acquire = |owner: &'static str| {
         let store = store.clone();
         let alive = &alive;
         async move {
             store
-                .acquire_lease("inc-l", owner, at, TTL, alive)
+                .acquire_lease("inc-l", owner, real_now(), SHORT, alive)
                 .await
                 .expect("acquire")
         }
     };
-    // Created with its lease held by the creator.
-    assert!(!acquire("other", now + 1).await, "held by a live creator");
+    // Created with its lease held by the creator (epoch 0).
+    assert_eq!(acquire("other").await, None, "held by a live creator");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert!(acquire(CREATOR, now + 2).await, "the owner renews");
+    let e0 = acquire(CREATOR).await.expect("the owner renews");
+    assert_eq!(e0, 0, "a renewal keeps the epoch");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
         "no liveness question for the owner"
     );
-    // Renewed until now + 2 + TTL: still held at now + TTL + 1.
-    assert!(!acquire("other", now + TTL + 1).await);
-    // A dead owner's lease is taken over at once.
+    assert_eq!(acquire("other").await, None);
+    // A dead owner's lease is taken over at once, with a new epoch.
     let dead_creator = |o: &str| o != CREATOR;
+    let e1 = store
+        .acquire_lease("inc-l", "other", real_now(), SHORT, &dead_creator)
+        .await
+        .expect("acquire")
+        .expect("taken over");
+    assert_eq!(e1, e0 + 1);
+    assert_eq!(acquire(CREATOR).await, None, "the creator lost it");
+    // Fencing: the creator's late commit is refused; the new holder's goes through.
+    let note = |summary: &str| recall::engine::Entry {
+        at: real_now(),
+        actor: "test".into(),
+        kind: "note".into(),
+        step: None,
+        index: None,
+        summary: summary.into(),
+        data: Value::Null,
+    };
+    let stale = Prepared::new(
+        &sim.state,
+        Default::default(),
+        vec![note("stale")],
+        vec![],
+        real_now(),
+    )
+    .fenced(CREATOR, e0);
+    assert!(
+        matches!(store.commit(vec![stale]).await, Err(StoreError::Fenced(_))),
+        "a stale holder's commit is fenced"
+    );
+    let fresh = Prepared::new(
+        &sim.state,
+        Default::default(),
+        vec![note("fresh")],
+        vec![],
+        real_now(),
+    )
+    .fenced("other", e1);
+    store.commit(vec![fresh]).await.expect("the holder commits");
+    let summaries: Vec<String> = verify_chain(&store, "inc-l")
+        .await
+        .iter()
+        .map(|e| e.summary.clone())
+        .collect();
+    assert!(summaries.contains(&"fresh".to_string()) && !summaries.contains(&"stale".to_string()));
     assert!(
         store
-            .acquire_lease("inc-l", "other", now + 3, TTL, &dead_creator)
+            .lease_holds("inc-l", "other", e1, real_now(), 0)
             .await
-            .expect("acquire")
+            .expect("holds")
     );
-    assert!(!acquire(CREATOR, now + 4).await, "the creator lost it");
+    assert!(
+        !store
+            .lease_holds("inc-l", CREATOR, e0, real_now(), 0)
+            .await
+            .expect("holds")
+    );
+    assert!(
+        !store
+            .lease_holds("inc-l", "other", e0, real_now(), 0)
+            .await
+            .expect("holds")
+    );
+    assert!(
+        !store
+            .lease_holds("inc-l", "other", e1, real_now(), 60_000)
+            .await
+            .expect("holds"),
+        "not with a minute to spare"
+    );
     // An expired lease is free whatever the owner's liveness.
+    tokio::time::sleep(std::time::Duration::from_millis(SHORT as u64 + 300)).await;
     let before = calls.load(Ordering::SeqCst);
-    assert!(acquire("third", now + 3 + TTL + 1).await);
+    let e2 = acquire("third").await.expect("expired lease taken");
+    assert_eq!(e2, e1 + 1);
     assert_eq!(
         calls.load(Ordering::SeqCst),
         before,
         "no liveness question when expired"
     );
-    // Only the owner releases.
+    // Only the owner releases; a release moves the epoch for whoever takes it next.
     store
         .release_lease("inc-l", "other")
         .await
         .expect("release");
-    assert!(!acquire("fourth", now + 3 + TTL + 2).await);
+    assert_eq!(acquire("fourth").await, None);
     store
         .release_lease("inc-l", "third")
         .await
         .expect("release");
-    assert!(acquire("fourth", now + 3 + TTL + 3).await, "released");
+    assert_eq!(acquire("fourth").await, Some(e2 + 1), "released");
     assert!(matches!(
         store
-            .acquire_lease("nope", "x", now, TTL, &always_alive)
+            .acquire_lease("nope", "x", real_now(), TTL, &always_alive)
             .await,
         Err(StoreError::NotFound(_))
     ));
+    // The named (leader) lease.
+    assert!(
+        store
+            .acquire_named_lease("leader", "a", real_now(), SHORT)
+            .await
+            .expect("l")
+    );
+    assert!(
+        !store
+            .acquire_named_lease("leader", "b", real_now(), SHORT)
+            .await
+            .expect("l")
+    );
+    assert!(
+        store
+            .acquire_named_lease("leader", "a", real_now(), SHORT)
+            .await
+            .expect("l")
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(SHORT as u64 + 300)).await;
+    assert!(
+        store
+            .acquire_named_lease("leader", "b", real_now(), SHORT)
+            .await
+            .expect("l")
+    );
+    assert!(
+        !store
+            .acquire_named_lease("leader", "a", real_now(), SHORT)
+            .await
+            .expect("l")
+    );
 }
 
+/// Four processes claim a free lease at once, ten times: exactly one wins each time.
 async fn concurrent_lease_claims_have_one_winner(store: Arc<dyn Store>) {
-    create(&store, "inc-race", 1_000, &["a"]).await;
-    let mut now = 1_000 + TTL + 1; // the creator's lease has expired
+    create(&store, "inc-race", real_now(), &["a"]).await;
+    store
+        .release_lease("inc-race", CREATOR)
+        .await
+        .expect("release");
+    let mut last_epoch = 0;
     for round in 0..10 {
         let mut claims = Vec::new();
         for who in 0..4 {
@@ -737,10 +847,10 @@ async fn concurrent_lease_claims_have_one_winner(store: Arc<dyn Store>) {
             claims.push(tokio::spawn(async move {
                 let owner = format!("claimer-{round}-{who}");
                 store
-                    .acquire_lease("inc-race", &owner, now, TTL, &always_alive)
+                    .acquire_lease("inc-race", &owner, real_now(), TTL, &always_alive)
                     .await
                     .expect("acquire")
-                    .then_some(owner)
+                    .map(|e| (owner, e))
             }));
         }
         let mut winners = Vec::new();
@@ -748,7 +858,13 @@ async fn concurrent_lease_claims_have_one_winner(store: Arc<dyn Store>) {
             winners.extend(c.await.expect("claim"));
         }
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
-        now += TTL + 1;
+        let (owner, epoch) = winners.remove(0);
+        assert!(epoch > last_epoch, "round {round}: the epoch moves on");
+        last_epoch = epoch;
+        store
+            .release_lease("inc-race", &owner)
+            .await
+            .expect("release");
     }
 }
 
@@ -1125,6 +1241,7 @@ async fn migrations_are_idempotent_and_safe_to_run_concurrently(url: &str) {
         (2, "human_tasks"),
         (3, "sbom_index"),
         (4, "slack"),
+        (5, "fencing"),
     ]
     .into_iter()
     .map(|(v, n)| (v, n.to_string()))
