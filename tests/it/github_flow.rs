@@ -480,3 +480,44 @@ steps:
         "a 403 is not retried"
     );
 }
+
+/// GitHub App authentication: Recall signs a JWT with the App key, exchanges it for an
+/// installation token (octocrab does both against the configured API), and acts with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_github_app_installation_acts_with_its_minted_token() {
+    let gh = FakeGitHub::start().await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let public =
+        std::fs::read_to_string(format!("{root}/tests/fixtures/github-app-test-key.pub.pem"))
+            .unwrap();
+    gh.add_app(
+        4242,
+        &public,
+        777,
+        &[("actions", "write"), ("metadata", "read")],
+    );
+    seed(&gh, "acme/app");
+    let r = Recall::new(&format!(
+        "[github]\napi_url = \"{}\"\napp_id = 4242\ninstallation_id = 777\napp_key_file = \"{root}/tests/fixtures/github-app-test-key.pem\"\ntoken_env = \"UNSET_GH_TOKEN_FOR_TEST\"\n",
+        gh.api_url()
+    ));
+    let pb = write_file(
+        r.dir.path(),
+        "p.yaml",
+        b"name: p\ndescription: p\nsteps:\n  - id: disable\n    uses: github.disable_workflow\n    with: { repo: acme/app, workflow: release.yml }\n",
+    );
+    let run = r.run(&["incident", "start", "--playbook", &pb, "--json"]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        gh.workflow_state("acme/app", "release.yml").as_deref(),
+        Some("disabled_manually")
+    );
+    let minted = gh.installation_tokens();
+    assert!(!minted.is_empty(), "an installation token was minted");
+    assert_eq!(gh.auth_failures(), 0);
+    let tl = r.run(&["timeline", &run.id(), "--format", "json"]).stdout;
+    assert!(
+        minted.iter().all(|t| !tl.contains(t.as_str())),
+        "the installation token is not recorded"
+    );
+}
