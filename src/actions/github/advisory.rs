@@ -134,6 +134,8 @@ pub fn github_range(r: &str) -> Result<String, ActionError> {
         let (op, v) = tok.split_at(op_len);
         match (op, v.is_empty()) {
             (">=" | "<=" | ">" | "<" | "=", false) => parts.push(format!("{op} {v}")),
+            // A version after a lone operator (`>= 1.0.0`): joined with it below.
+            ("", false) => parts.push(v.to_string()),
             ("" | ">=" | "<=" | ">" | "<" | "=", true) if !op.is_empty() => {
                 parts.push(op.to_string())
             }
