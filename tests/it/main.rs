@@ -6,6 +6,7 @@ mod support;
 
 mod audit;
 mod bad_input;
+mod chaos;
 mod cli;
 mod crash;
 mod crates_flow;
