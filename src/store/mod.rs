@@ -4,6 +4,7 @@
 //! milliseconds, JSON as TEXT.
 
 mod postgres;
+mod rows;
 mod sbom;
 mod slack;
 mod sqlite;

@@ -5,9 +5,9 @@
 
 use async_trait::async_trait;
 use serde::Serialize;
-use sqlx::Row;
 
 use super::Result;
+use super::rows::THREAD_COLS;
 use super::sqlite::SqliteStore;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -34,19 +34,6 @@ pub trait SlackStore: Send + Sync {
     async fn slack_seen(&self, signature: &str, now: i64, keep_ms: i64) -> Result<bool>;
 }
 
-fn row_thread(r: &sqlx::sqlite::SqliteRow) -> Result<SlackThread> {
-    Ok(SlackThread {
-        incident_id: r.try_get("incident_id")?,
-        channel: r.try_get("channel")?,
-        thread_ts: r.try_get("thread_ts")?,
-        last_seq: r.try_get("last_seq")?,
-        last_render: r.try_get("last_render")?,
-        started_by: r.try_get("started_by")?,
-        response_url: r.try_get("response_url")?,
-        done: r.try_get::<i64, _>("done")? != 0,
-    })
-}
-
 #[async_trait]
 impl SlackStore for SqliteStore {
     async fn slack_thread_create(&self, t: &SlackThread, now: i64) -> Result<()> {
@@ -69,18 +56,22 @@ impl SlackStore for SqliteStore {
     }
 
     async fn slack_thread(&self, incident: &str) -> Result<Option<SlackThread>> {
-        let r = sqlx::query("SELECT * FROM slack_threads WHERE incident_id = $1")
-            .bind(incident)
-            .fetch_optional(self.pool())
-            .await?;
-        r.as_ref().map(row_thread).transpose()
+        let r = sqlx::query(&format!(
+            "SELECT {THREAD_COLS} FROM slack_threads WHERE incident_id = $1"
+        ))
+        .bind(incident)
+        .fetch_optional(self.pool())
+        .await?;
+        r.as_ref().map(super::rows::thread).transpose()
     }
 
     async fn slack_threads_open(&self) -> Result<Vec<SlackThread>> {
-        let rows = sqlx::query("SELECT * FROM slack_threads WHERE done = 0 ORDER BY updated_at")
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(row_thread).collect()
+        let rows = sqlx::query(&format!(
+            "SELECT {THREAD_COLS} FROM slack_threads WHERE done = 0 ORDER BY updated_at"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(super::rows::thread).collect()
     }
 
     async fn slack_thread_save(&self, t: &SlackThread, now: i64) -> Result<()> {

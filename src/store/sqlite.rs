@@ -8,8 +8,11 @@ use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool, Transaction};
 
+use super::rows::{
+    self, APPROVAL_COLS, EVENT_COLS, INCIDENT_COLS, INCIDENT_FROM, STEP_COLS, TASK_COLS,
+};
 use super::*;
-use crate::engine::{Decision, Entry};
+use crate::engine::Entry;
 use crate::timeline::{self, GENESIS};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -51,13 +54,6 @@ pub struct SqliteStore {
 
 fn to_json(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
-}
-
-fn from_json(table: &'static str, s: &str) -> Result<Value> {
-    serde_json::from_str(s).map_err(|e| StoreError::Corrupt {
-        table,
-        detail: e.to_string(),
-    })
 }
 
 impl SqliteStore {
@@ -378,29 +374,6 @@ impl SqliteStore {
     }
 }
 
-fn incident_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<IncidentRecord> {
-    Ok(IncidentRecord {
-        id: r.try_get("id")?,
-        playbook_name: r.try_get("playbook_name")?,
-        playbook_sha256: r.try_get("playbook_sha256")?,
-        playbook_source: r.try_get("playbook_source")?,
-        playbook_file: r.try_get("playbook_file")?,
-        params: from_json("incidents", &r.try_get::<String, _>("params_json")?)?,
-        mode: r.try_get("mode")?,
-        status: r.try_get("status")?,
-        auto_approve: r.try_get("auto_approve")?,
-        started_by: r.try_get("started_by")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-        finished_at: r.try_get("finished_at")?,
-        head_seq: r.try_get("head_seq")?,
-        head_hash: r.try_get("head_hash")?,
-    })
-}
-
-const INCIDENT_COLS: &str = "id, playbook_name, playbook_sha256, playbook_source, playbook_file, params_json, mode, status, auto_approve, started_by, created_at, updated_at, finished_at, h.head_seq, h.head_hash";
-const INCIDENT_FROM: &str = "incidents JOIN timeline_heads h ON h.incident_id = incidents.id";
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_incident(&self, inc: NewIncident, first: Prepared) -> Result<()> {
@@ -454,69 +427,33 @@ impl Store for SqliteStore {
         let Some(incident) = self.incident(id).await? else {
             return Ok(None);
         };
-        let steps = sqlx::query("SELECT step_id, status, fanout, outputs_json, error, started_at, finished_at, approval_deadline FROM steps WHERE incident_id = $1")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(StepRecord {
-                    step_id: r.try_get("step_id")?,
-                    status: r.try_get("status")?,
-                    fanout: r.try_get("fanout")?,
-                    outputs: from_json("steps", &r.try_get::<String, _>("outputs_json")?)?,
-                    error: r.try_get("error")?,
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                    approval_deadline: r.try_get("approval_deadline")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let tasks = sqlx::query("SELECT step_id, item_index, item_json, status, attempt, inputs_json, idem_key, outputs_json, error, next_run_at, needs_probe, started_at, finished_at, human FROM tasks WHERE incident_id = $1 ORDER BY step_id, item_index")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let idx: i64 = r.try_get("item_index")?;
-                let attempt: i64 = r.try_get("attempt")?;
-                Ok(TaskRecord {
-                    step_id: r.try_get("step_id")?,
-                    item_index: u32::try_from(idx).map_err(|e| StoreError::Corrupt { table: "tasks", detail: e.to_string() })?,
-                    item: from_json("tasks", &r.try_get::<String, _>("item_json")?)?,
-                    status: r.try_get("status")?,
-                    attempt: u32::try_from(attempt).map_err(|e| StoreError::Corrupt { table: "tasks", detail: e.to_string() })?,
-                    inputs: from_json("tasks", &r.try_get::<String, _>("inputs_json")?)?,
-                    idem_key: r.try_get("idem_key")?,
-                    outputs: from_json("tasks", &r.try_get::<String, _>("outputs_json")?)?,
-                    error: r.try_get("error")?,
-                    next_run_at: r.try_get("next_run_at")?,
-                    needs_probe: r.try_get("needs_probe")?,
-                    human: r.try_get("human")?,
-                    started_at: r.try_get("started_at")?,
-                    finished_at: r.try_get("finished_at")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let approvals = sqlx::query("SELECT step_id, actor, decision, target, reason, at FROM approvals WHERE incident_id = $1 ORDER BY at")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let d: String = r.try_get("decision")?;
-                Ok(ApprovalRecord {
-                    step_id: r.try_get("step_id")?,
-                    approval: Approval {
-                        actor: r.try_get("actor")?,
-                        decision: Decision::parse(&d).ok_or(StoreError::Corrupt { table: "approvals", detail: d.clone() })?,
-                        target: r.try_get("target")?,
-                        reason: r.try_get("reason")?,
-                        at: r.try_get("at")?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let steps = sqlx::query(&format!(
+            "SELECT {STEP_COLS} FROM steps WHERE incident_id = $1"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::step)
+        .collect::<Result<Vec<_>>>()?;
+        let tasks = sqlx::query(&format!(
+            "SELECT {TASK_COLS} FROM tasks WHERE incident_id = $1 ORDER BY step_id, item_index"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::task)
+        .collect::<Result<Vec<_>>>()?;
+        let approvals = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLS} FROM approvals WHERE incident_id = $1 ORDER BY at"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::approval)
+        .collect::<Result<Vec<_>>>()?;
         Ok(Some(StoredRun {
             incident,
             steps,
@@ -532,7 +469,7 @@ impl Store for SqliteStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(incident_from_row).transpose()
+        row.as_ref().map(rows::incident).transpose()
     }
 
     async fn list(&self) -> Result<Vec<IncidentRecord>> {
@@ -542,7 +479,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(incident_from_row)
+        .map(rows::incident)
         .collect()
     }
 
@@ -555,28 +492,15 @@ impl Store for SqliteStore {
     }
 
     async fn events(&self, id: &str) -> Result<Vec<timeline::Event>> {
-        sqlx::query("SELECT incident_id, seq, at, actor, kind, step_id, item_index, summary, data_json, prev_hash, hash FROM events WHERE incident_id = $1 ORDER BY seq")
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                let idx: Option<i64> = r.try_get("item_index")?;
-                Ok(timeline::Event {
-                    incident: r.try_get("incident_id")?,
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    kind: r.try_get("kind")?,
-                    step: r.try_get("step_id")?,
-                    index: idx.and_then(|i| u32::try_from(i).ok()),
-                    summary: r.try_get("summary")?,
-                    data_json: r.try_get("data_json")?,
-                    prev_hash: r.try_get("prev_hash")?,
-                    hash: r.try_get("hash")?,
-                })
-            })
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE incident_id = $1 ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(rows::event)
+        .collect()
     }
 
     async fn append(&self, id: &str, entries: Vec<Entry>) -> Result<()> {
@@ -615,13 +539,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|r| {
-                Ok(InboxItem {
-                    id: r.try_get("id")?,
-                    kind: r.try_get("kind")?,
-                    payload: from_json("inbox", &r.try_get::<String, _>("payload_json")?)?,
-                })
-            })
+            .map(rows::inbox)
             .collect()
     }
 

@@ -1,27 +1,11 @@
 //! [`SlackStore`] on Postgres: the same statements as the SQLite store, `done` a BOOLEAN.
 
 use async_trait::async_trait;
-use sqlx::Row;
-use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use crate::store::{Result, SlackStore, SlackThread};
 
-fn row_thread(r: &PgRow) -> Result<SlackThread> {
-    Ok(SlackThread {
-        incident_id: r.try_get("incident_id")?,
-        channel: r.try_get("channel")?,
-        thread_ts: r.try_get("thread_ts")?,
-        last_seq: r.try_get("last_seq")?,
-        last_render: r.try_get("last_render")?,
-        started_by: r.try_get("started_by")?,
-        response_url: r.try_get("response_url")?,
-        done: r.try_get("done")?,
-    })
-}
-
-const COLS: &str =
-    "incident_id, channel, thread_ts, last_seq, last_render, started_by, response_url, done";
+use crate::store::rows::THREAD_COLS as COLS;
 
 #[async_trait]
 impl SlackStore for PostgresStore {
@@ -51,7 +35,7 @@ impl SlackStore for PostgresStore {
         .bind(incident)
         .fetch_optional(self.pool())
         .await?;
-        r.as_ref().map(row_thread).transpose()
+        r.as_ref().map(crate::store::rows::thread).transpose()
     }
 
     async fn slack_threads_open(&self) -> Result<Vec<SlackThread>> {
@@ -60,7 +44,7 @@ impl SlackStore for PostgresStore {
         ))
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(row_thread).collect()
+        rows.iter().map(crate::store::rows::thread).collect()
     }
 
     async fn slack_thread_save(&self, t: &SlackThread, now: i64) -> Result<()> {
