@@ -11,7 +11,13 @@ fn main() -> ExitCode {
     let serving = matches!(cli.command, recall::cli::Command::Serve { .. });
     let filter = EnvFilter::try_from_env("RECALL_LOG")
         .unwrap_or_else(|_| EnvFilter::new(if serving { "info" } else { "warn" }));
-    if cli.log_json || serving {
+    // `[server] log_json` (default true) decides for the server; a config that does not
+    // load is reported by the command itself, so it only falls back to the default here.
+    let server_json = serving
+        && recall::config::Config::load(cli.config.as_deref())
+            .map(|c| c.server.log_json)
+            .unwrap_or(true);
+    if cli.log_json || server_json {
         tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
