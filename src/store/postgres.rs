@@ -5,8 +5,9 @@
 //!   a write here first locks the rows of the incidents it touches (`FOR NO KEY UPDATE`, in
 //!   id order, so two group commits cannot deadlock), then reads the timeline head: the
 //!   hash chain cannot fork across processes.
-//! - A lease is taken with a compare-and-set `UPDATE` (the `alive` callback runs between
-//!   the read and the write, never inside a transaction).
+//! - A lease is renewed with a compare-and-set `UPDATE` on (owner, epoch) and claimed with
+//!   `SELECT … FOR UPDATE SKIP LOCKED` then `UPDATE`, so a claimer never waits behind an
+//!   incident another process is writing; the epoch moves on every change of hands.
 //! - Migrations run under `pg_advisory_xact_lock(MIGRATION_LOCK)` and the recorded versions
 //!   are verified afterwards, so any number of processes may start at once.
 //! - Durability is the server's: `synchronous_commit` and `fsync` are read back at open and
@@ -980,52 +981,74 @@ impl Store for PostgresStore {
         ttl_ms: i64,
         alive: &(dyn for<'s> Fn(&'s str) -> bool + Send + Sync),
     ) -> Result<Option<i64>> {
-        // Read (with the database's clock), decide (the `alive` callback runs outside any
-        // transaction), then compare-and-set: the UPDATE applies only if the lease is still
-        // what was read. A lost race re-reads and decides again. Expiry is measured on the
-        // database's clock, so replicas with skewed clocks agree on who holds a lease.
-        for _ in 0..16 {
-            let row = sqlx::query(&format!(
-                "SELECT lease_owner, lease_until, lease_epoch, {DB_NOW_MS} AS db_now FROM incidents WHERE id = $1"
-            ))
+        // Expiry is measured on the database's clock, so replicas with skewed clocks agree
+        // on who holds a lease.
+        let read = format!(
+            "SELECT lease_owner, lease_until, lease_epoch, {DB_NOW_MS} AS db_now FROM incidents WHERE id = $1"
+        );
+        let row = sqlx::query(&read)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-            let cur: Option<String> = row.try_get("lease_owner")?;
-            let until: Option<i64> = row.try_get("lease_until")?;
+        let cur: Option<String> = row.try_get("lease_owner")?;
+        if cur.as_deref() == Some(owner) {
+            // A renewal: compare-and-set on (owner, epoch), never skipped or queued behind
+            // a claimer's read; the epoch stays.
             let epoch: i64 = row.try_get("lease_epoch")?;
-            let now: i64 = row.try_get("db_now")?;
-            let renew = cur.as_deref() == Some(owner);
-            let free = match (&cur, until) {
-                (None, _) => true,
-                (Some(_), _) if renew => true,
-                (Some(_), Some(u)) if u < now => true,
-                (Some(o), _) => !alive(o),
-            };
-            if !free {
-                return Ok(None);
-            }
-            let next = if renew { epoch } else { epoch + 1 };
             let set = sqlx::query(&format!(
-                "UPDATE incidents SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3, lease_epoch = $6
-                 WHERE id = $1 AND lease_owner IS NOT DISTINCT FROM $4 AND lease_epoch = $5"
+                "UPDATE incidents SET lease_until = {DB_NOW_MS} + $3 WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $4"
             ))
             .bind(id)
             .bind(owner)
             .bind(ttl_ms)
-            .bind(&cur)
             .bind(epoch)
-            .bind(next)
             .execute(&self.pool)
             .await?
             .rows_affected();
-            if set == 1 {
-                return Ok(Some(next));
-            }
+            return Ok((set == 1).then_some(epoch));
         }
-        // The lease kept changing under us: someone else is taking it.
-        Ok(None)
+        // A claim: `FOR UPDATE SKIP LOCKED`, so a claimer never queues behind an incident
+        // whose row another process is writing right now (that process is alive and holds
+        // it; the next sweep looks again), and two claimers cannot both win.
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(&format!("{read} FOR UPDATE SKIP LOCKED"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let cur: Option<String> = row.try_get("lease_owner")?;
+        let until: Option<i64> = row.try_get("lease_until")?;
+        let epoch: i64 = row.try_get("lease_epoch")?;
+        let now: i64 = row.try_get("db_now")?;
+        let renew = cur.as_deref() == Some(owner);
+        // `alive` is a local check (is that pid running on this host?), quick enough to
+        // run while the row is locked.
+        let free = match (&cur, until) {
+            (None, _) => true,
+            (Some(_), _) if renew => true,
+            (Some(_), Some(u)) if u < now => true,
+            (Some(o), _) => !alive(o),
+        };
+        if !free {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let next = if renew { epoch } else { epoch + 1 };
+        sqlx::query(&format!(
+            "UPDATE incidents SET lease_owner = $2, lease_until = {DB_NOW_MS} + $3, lease_epoch = $4 WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(owner)
+        .bind(ttl_ms)
+        .bind(next)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(next))
     }
 
     async fn lease_holds(

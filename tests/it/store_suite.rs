@@ -1453,3 +1453,45 @@ fn postgres_cli_rehearsal_and_audit_verify() {
     assert_eq!(pm.code, Some(0), "{pm:?}");
     assert!(pm.stdout.contains("REHEARSAL"), "{pm:?}");
 }
+
+/// A claim skips an incident whose row another process is writing (`SKIP LOCKED`): it
+/// answers "not yours" at once instead of queueing, and claims it once the row is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_claim_skips_a_row_being_written() {
+    use sqlx::Connection;
+    let url = pg::database().await;
+    let store = open(&url).await;
+    create(&store, "inc-busy", real_now(), &["a"]).await;
+    store
+        .release_lease("inc-busy", CREATOR)
+        .await
+        .expect("release");
+    let mut writer = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::query("BEGIN")
+        .execute(&mut writer)
+        .await
+        .expect("begin");
+    sqlx::query("SELECT id FROM incidents WHERE id = 'inc-busy' FOR NO KEY UPDATE")
+        .execute(&mut writer)
+        .await
+        .expect("lock");
+    let t0 = std::time::Instant::now();
+    let busy = store
+        .acquire_lease("inc-busy", "claimer", real_now(), TTL, &always_alive)
+        .await
+        .expect("claim");
+    assert_eq!(busy, None, "a row being written is skipped");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(2),
+        "without waiting for the writer"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut writer)
+        .await
+        .expect("commit");
+    let got = store
+        .acquire_lease("inc-busy", "claimer", real_now(), TTL, &always_alive)
+        .await
+        .expect("claim");
+    assert!(got.is_some(), "claimed once the writer is done");
+}
