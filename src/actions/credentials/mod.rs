@@ -556,7 +556,14 @@ impl Action for Rotate {
             Some("crates") => parts.push("the old token itself (old_secret_env)".to_string()),
             _ => {}
         }
-        if inputs.to_string().contains("\"github\"") || inputs.to_string().contains("\"org\"") {
+        let to_github = inputs
+            .get("destinations")
+            .and_then(Value::as_array)
+            .is_some_and(|d| {
+                d.iter()
+                    .any(|x| x.get("github").is_some() || x.get("org").is_some())
+            });
+        if to_github {
             parts.push(crate::net::github::credential_source(&config.github));
         }
         (!parts.is_empty()).then(|| parts.join("; "))
