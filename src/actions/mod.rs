@@ -14,6 +14,7 @@ pub mod kube;
 pub mod npm;
 pub mod oci;
 pub mod postmortem;
+pub mod preflight;
 pub mod pypi;
 pub mod sbom;
 
@@ -165,6 +166,18 @@ pub trait Action: Send + Sync {
     async fn run(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError>;
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError>;
+
+    /// Read-only checks that `run` would succeed with these inputs and this configuration
+    /// (credential, permissions, target, registry capabilities). Run in rehearsals next to
+    /// `plan`; never sends a mutating request.
+    async fn preflight(&self, _ctx: &ActionCtx, _inputs: &Value) -> Vec<preflight::Check> {
+        vec![preflight::Check::unknown(
+            "preflight.missing",
+            self.spec().name,
+            "this action has no preflight checks",
+            "rehearse it and read its plan's findings",
+        )]
+    }
 
     /// Where this action's credential comes from (`[npm] token_env = NPM_TOKEN`), named —
     /// never shown — when a registry refuses it with 401/403.

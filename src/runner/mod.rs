@@ -680,8 +680,29 @@ impl Runner {
                         }
                     }
                 }
+                // A rehearsal runs the action's preflight checks next to its plan and times
+                // the plan's reads: a game day's verdicts and its time-to-contain estimate.
+                let mut rehearsed = None;
                 let r = if inv.mode == Mode::Rehearsal {
-                    with_timeout(timeout, action.plan(&ctx, &inv.inputs)).await
+                    let t0 = std::time::Instant::now();
+                    let checks = match timeout {
+                        Some(d) => tokio::time::timeout(d, action.preflight(&ctx, &inv.inputs))
+                            .await
+                            .unwrap_or_else(|_| {
+                                vec![crate::actions::preflight::Check::unknown(
+                                    "preflight.timeout",
+                                    inv.uses.as_str(),
+                                    format!("the checks did not finish in {} ms", d.as_millis()),
+                                    "raise the step's timeout or check the registry's latency",
+                                )]
+                            }),
+                        None => action.preflight(&ctx, &inv.inputs).await,
+                    };
+                    let preflight_ms = t0.elapsed().as_millis() as u64;
+                    let t1 = std::time::Instant::now();
+                    let r = with_timeout(timeout, action.plan(&ctx, &inv.inputs)).await;
+                    rehearsed = Some((checks, preflight_ms, t1.elapsed().as_millis() as u64));
+                    r
                 } else {
                     with_timeout(timeout, action.run(&ctx, &inv.inputs)).await
                 };
@@ -727,6 +748,28 @@ impl Runner {
                         },
                         detail: Value::Null,
                     },
+                };
+                let outcome = match (outcome, rehearsed) {
+                    (
+                        Outcome::Success {
+                            outputs,
+                            mut detail,
+                        },
+                        Some((checks, pf_ms, plan_ms)),
+                    ) => {
+                        if let Value::Object(m) = &mut detail {
+                            m.insert(
+                                "preflight".into(),
+                                Value::Array(checks.iter().map(|c| c.to_json()).collect()),
+                            );
+                            m.insert(
+                                "timing".into(),
+                                json!({ "preflight_ms": pf_ms, "plan_ms": plan_ms }),
+                            );
+                        }
+                        Outcome::Success { outputs, detail }
+                    }
+                    (o, _) => o,
                 };
                 Done::Invoke(inv, outcome)
             }
