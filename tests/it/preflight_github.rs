@@ -1,0 +1,1 @@
+//! Preflight of the github actions (filled in by its own change).

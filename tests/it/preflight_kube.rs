@@ -1,0 +1,1 @@
+//! Preflight of the kube actions (filled in by its own change).

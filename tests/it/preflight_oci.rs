@@ -1,0 +1,1 @@
+//! Preflight of the oci actions (filled in by its own change).
