@@ -92,6 +92,10 @@ pub enum Command {
     /// Credential rotation: hand a waiting `credentials.rotate` step its new value.
     #[command(subcommand)]
     Credentials(crate::cli_credentials::CredentialsCmd),
+    /// Game days: rehearse a scenario with preflight on every step and report what would
+    /// block containment (exit 4), list the shipped scenarios.
+    #[command(subcommand)]
+    Gameday(crate::cli_gameday::GamedayCmd),
     /// Kubernetes admission: render the policy objects, list what each cluster denies.
     #[command(subcommand)]
     Kube(crate::cli_kube::KubeCmd),
@@ -285,7 +289,7 @@ impl Env {
     }
 }
 
-fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
+pub(crate) fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
     raw.iter()
         .map(|p| {
             p.split_once('=')
@@ -385,6 +389,10 @@ fn report(id: &str, outcome: &DriveOutcome, json: bool, waiting: &[String]) -> u
 pub async fn run(cli: Cli) -> Result<u8, CliError> {
     match &cli.command {
         Command::Playbook(cmd) => return playbook_cmd(cmd),
+        // Listing the shipped scenarios needs no database.
+        Command::Gameday(crate::cli_gameday::GamedayCmd::List { json }) => {
+            return Ok(crate::cli_gameday::list(*json));
+        }
         Command::Kube(cmd) => {
             let config = Config::load(cli.config.as_deref())?;
             return crate::cli_kube::run(cmd, &config).await;
@@ -525,6 +533,15 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             Ok(report_for(&env, &a.id, &o, a.json).await)
         }
         Command::Sbom(cmd) => crate::cli_sbom::run(&cmd, env.store.clone(), &env.config).await,
+        Command::Gameday(cmd) => {
+            crate::cli_gameday::run(
+                &cmd,
+                env.store.clone(),
+                env.config.clone(),
+                env.registry.clone(),
+            )
+            .await
+        }
         Command::Credentials(cmd) => {
             crate::cli_credentials::run(&cmd, env.store.clone(), env.config.clone(), env.runner())
                 .await

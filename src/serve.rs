@@ -37,7 +37,10 @@ pub enum ServeError {
     Server(String),
 }
 
-fn secret(env: &Option<String>, file: &Option<String>) -> Result<Option<SecretString>, String> {
+pub(crate) fn secret(
+    env: &Option<String>,
+    file: &Option<String>,
+) -> Result<Option<SecretString>, String> {
     if let Some(f) = file {
         return crate::secrets::from_file(f)
             .map(Some)

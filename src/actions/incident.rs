@@ -38,6 +38,10 @@ impl Action for Note {
         self.run(ctx, inputs).await
     }
 
+    async fn preflight(&self, _ctx: &ActionCtx, _inputs: &Value) -> Vec<super::preflight::Check> {
+        super::preflight::local(self.spec().name)
+    }
+
     async fn probe(&self, _ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
         let m = str_input(inputs, "message")?;
         Ok(Probe::Done {

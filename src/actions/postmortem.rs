@@ -58,6 +58,10 @@ impl Action for Draft {
         self.run(ctx, inputs).await
     }
 
+    async fn preflight(&self, _ctx: &ActionCtx, _inputs: &Value) -> Vec<super::preflight::Check> {
+        super::preflight::local(self.spec().name)
+    }
+
     async fn probe(&self, ctx: &ActionCtx, _inputs: &Value) -> Result<Probe, ActionError> {
         // Re-drafting is harmless; report "not done" so an interrupted draft is redone.
         let _ = ctx;

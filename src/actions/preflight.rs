@@ -132,6 +132,16 @@ pub fn local(action: &str) -> Vec<Check> {
     )]
 }
 
+/// The check for inputs the action cannot even read: the live path fails the same way.
+pub fn input_check(error: &str) -> Check {
+    Check::fail(
+        "input",
+        "the step's inputs",
+        error,
+        "fix the playbook or its parameters",
+    )
+}
+
 /// Several items of a step (and several steps) check the same credential and registry;
 /// a report lists each distinct check once.
 pub fn dedup(checks: &mut Vec<Check>) {

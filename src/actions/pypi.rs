@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::preflight::Check;
 use super::{Action, ActionCtx, ActionError, ActionOutput, Probe, opt_str_input, str_input};
 use crate::config::parse_duration_ms;
 use crate::net::pypi::{
@@ -355,6 +356,60 @@ impl Action for Yank {
                 json!([finding_for(&e, &api, "read the release")]),
             )),
         }
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        let t = match Target::from_inputs(inputs) {
+            Ok(t) => t,
+            Err(e) => return vec![super::preflight::input_check(&e.to_string())],
+        };
+        let api = api_base(ctx);
+        let link = t.link(ctx).unwrap_or_else(|_| ctx.config.pypi.web.clone());
+        let mut out = vec![Check::unknown(
+            "pypi.human",
+            format!("a person who can yank {}", t.label()),
+            "PyPI has no yank API (warehouse issue 12708): a person yanks in the web UI and Recall verifies it",
+            format!(
+                "make sure the on-call can sign in to {link} with the Owner or Maintainer role on {} and their 2FA device at hand",
+                t.project
+            ),
+        )];
+        let c = match client(ctx) {
+            Ok(c) => c,
+            Err(e) => {
+                out.push(Check::fail(
+                    "pypi.index",
+                    api,
+                    e.to_string(),
+                    "fix [pypi] api in the config",
+                ));
+                return out;
+            }
+        };
+        out.push(match c.yank_status(&t.project, &t.version).await {
+            Ok(Some(s)) => Check::pass(
+                "pypi.target",
+                t.label(),
+                format!(
+                    "{api}: {} file(s), yanked: {}",
+                    s.files.len(),
+                    is_yanked(&s)
+                ),
+            ),
+            Ok(None) => Check::fail(
+                "pypi.target",
+                t.label(),
+                format!("{api}: no such release"),
+                "check the project and version in the playbook parameters and [pypi] api",
+            ),
+            Err(e) => Check::fail(
+                "pypi.index",
+                api.clone(),
+                e.to_string(),
+                "make the index reachable from where Recall runs: the yank is verified through it",
+            ),
+        });
+        out
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {

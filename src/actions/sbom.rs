@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::preflight::{Check, Impact};
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, list_input, opt_str_input, str_input,
 };
@@ -202,6 +203,29 @@ impl Action for BlastRadius {
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
         self.read(ctx, inputs).await
     }
+    async fn preflight(&self, ctx: &ActionCtx, _inputs: &Value) -> Vec<Check> {
+        vec![match ctx.store.sbom_stats().await {
+            Ok(s) if s.documents > 0 => Check::pass(
+                "sbom.index",
+                "the SBOM index",
+                format!("{} document(s) indexed", s.documents),
+            ),
+            Ok(_) => Check::fail(
+                "sbom.index",
+                "the SBOM index",
+                "no SBOM is indexed: the blast radius would be empty",
+                "ingest the organisation's SBOMs (`recall sbom ingest DIR`) and keep them current",
+            )
+            .impact(Impact::Degrades),
+            Err(e) => Check::fail(
+                "sbom.index",
+                "the SBOM index",
+                e.to_string(),
+                "check the database Recall uses",
+            ),
+        }]
+    }
+
     async fn probe(&self, _ctx: &ActionCtx, _inputs: &Value) -> Result<Probe, ActionError> {
         Ok(Probe::NotDone {
             evidence: json!("a read has no effect to reconcile"),

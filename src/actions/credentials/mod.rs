@@ -27,6 +27,7 @@
 //! the stages; `plan.rs` is the rehearsal.
 
 mod plan;
+mod preflight;
 mod stages;
 
 use stages::Run;
@@ -595,6 +596,14 @@ impl Action for Rotate {
 
     async fn plan(&self, ctx: &ActionCtx, inputs: &Value) -> Result<ActionOutput, ActionError> {
         plan::plan(ctx, inputs).await
+    }
+
+    async fn preflight(
+        &self,
+        ctx: &ActionCtx,
+        inputs: &Value,
+    ) -> Vec<crate::actions::preflight::Check> {
+        preflight::preflight(ctx, inputs).await
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
 };
@@ -186,6 +187,19 @@ impl Action for DistTag {
             // on a version the live run would have deprecated: that is what we report.
             Err(e) => Ok(ActionOutput::new(json!({}), format!("rehearsal: {e}"))
                 .with("findings", json!([format!("blocker: {e}")]))),
+        }
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        match super::target(inputs, false) {
+            Ok((name, _)) => {
+                let need = super::preflight::Need {
+                    package: Some(&name),
+                    ..Default::default()
+                };
+                super::preflight::checks(ctx, need).await
+            }
+            Err(e) => super::preflight::input_error(&e),
         }
     }
 

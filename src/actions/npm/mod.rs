@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
+use super::preflight::Check;
 use super::{Action, ActionCtx, ActionError, ActionOutput, Probe, opt_str_input, str_input};
 use crate::config::{NpmConfig, parse_duration_ms};
 use crate::net::http::RequestRecord;
@@ -19,6 +20,7 @@ use crate::net::npm::{NpmClient, NpmError, versions_matching};
 use crate::playbook::{ActionSpec, InputSpec, InputType};
 
 mod dist_tag;
+pub(crate) mod preflight;
 pub(crate) mod revoke;
 mod unpublish;
 
@@ -448,6 +450,20 @@ impl Action for Deprecate {
             .with("requests", json!([{ "method": "PUT", "url": url, "body": { "versions": { spec.clone(): { "deprecated": message } } },
                                         "note": "body is the whole packument; it could not be read during the rehearsal" }]))
             .with("findings", json!([finding_for(&e, &c, "read the packument")]))),
+        }
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        match target(inputs, true) {
+            Ok((name, spec)) => {
+                let need = preflight::Need {
+                    package: Some(&name),
+                    versions: spec.as_deref(),
+                    ..Default::default()
+                };
+                preflight::checks(ctx, need).await
+            }
+            Err(e) => preflight::input_error(&e),
         }
     }
 

@@ -5,6 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, opt_str_input, str_input,
 };
@@ -185,6 +186,19 @@ impl Action for RevokeToken {
         )
         .with("requests", json!([record_json(&req)]))
         .with("findings", json!(findings)))
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        match str_input(inputs, "token") {
+            Ok(key) => {
+                let need = super::preflight::Need {
+                    token_key: Some(key),
+                    ..Default::default()
+                };
+                super::preflight::checks(ctx, need).await
+            }
+            Err(e) => super::preflight::input_error(&e),
+        }
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {

@@ -10,6 +10,8 @@
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use crate::actions::preflight::Check;
+
 use super::{client, fetch_packument, package_lock, record_json, split_spec};
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, opt_str_input, str_input,
@@ -211,6 +213,20 @@ impl Action for Unpublish {
         ))
     }
 
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        match super::target(inputs, true) {
+            Ok((name, spec)) => {
+                let need = super::preflight::Need {
+                    package: Some(&name),
+                    versions: spec.as_deref(),
+                    ..Default::default()
+                };
+                super::preflight::checks(ctx, need).await
+            }
+            Err(e) => super::preflight::input_error(&e),
+        }
+    }
+
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
         let (name, version) = exact_target(inputs)?;
         let c = client(ctx)?;
@@ -386,6 +402,20 @@ impl Action for RemoveTrustedPublisher {
             ),
         )
         .with("requests", json!(reqs)))
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        match str_input(inputs, "package") {
+            Ok(name) => {
+                let need = super::preflight::Need {
+                    package: Some(name.trim()),
+                    trust: true,
+                    ..Default::default()
+                };
+                super::preflight::checks(ctx, need).await
+            }
+            Err(e) => super::preflight::input_error(&e),
+        }
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {

@@ -1,0 +1,192 @@
+//! Preflight of `credentials.rotate`: the staging key is set, the new credential can be
+//! obtained (npm token alive and read-write, the account password at hand), every
+//! destination can be written, and the old credential can be revoked.
+
+use super::stages::provided_input;
+use super::*;
+use crate::actions::preflight::{Check, Impact};
+
+pub(super) async fn preflight(ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+    let spec = match Spec::parse(inputs) {
+        Ok(s) => s,
+        Err(e) => return vec![crate::actions::preflight::input_check(&e.to_string())],
+    };
+    let mut out = Vec::new();
+    out.push(match staging_key(&ctx.config) {
+        Ok(_) => Check::pass(
+            "credentials.staging_key",
+            "the staging key",
+            "set: the new credential can be sealed between stages",
+        ),
+        Err(e) => Check::fail(
+            "credentials.staging_key",
+            "the staging key",
+            e.to_string(),
+            "set RECALL_STAGING_KEY (or [credentials] staging_key_env / staging_key_file) to a long random string on every host that runs Recall",
+        ),
+    });
+    // The provider: the npm token mints and revokes; crates revokes with the old token.
+    match spec.provider {
+        Provider::Npm => {
+            let need = crate::actions::npm::preflight::Need {
+                token_key: spec.old_key.as_deref(),
+                ..Default::default()
+            };
+            out.extend(crate::actions::npm::preflight::checks(ctx, need).await);
+        }
+        Provider::Crates | Provider::None => {}
+    }
+    match spec.new {
+        New::Mint => {
+            if let Some(p) = &spec.password_env {
+                out.push(if std::env::var(p).is_ok_and(|v| !v.trim().is_empty()) {
+                    Check::pass(
+                        "credentials.mint",
+                        format!("env {p}"),
+                        "the account password is set",
+                    )
+                } else {
+                    Check::fail(
+                        "credentials.mint",
+                        format!("env {p}"),
+                        "not set: npm mints a token only with the account password",
+                        format!(
+                            "export {p} with the npm account's password in Recall's environment"
+                        ),
+                    )
+                });
+            }
+        }
+        New::Provided => {
+            if provided_input(inputs).ok().flatten().is_none() {
+                out.push(Check::unknown(
+                    "credentials.provided",
+                    "the new credential",
+                    "a person creates it and hands it over with `recall credentials provide`",
+                    "make sure the on-call can create it (registry account, role) and runs Recall's CLI where the staging key is set",
+                ));
+            }
+        }
+        New::Generate { .. } => {}
+    }
+    for d in &spec.dests {
+        out.extend(destination(ctx, d).await);
+    }
+    if spec.provider == Provider::Crates {
+        if let Some(v) = &spec.old_secret_env {
+            out.push(match crate::secrets::from_env(v) {
+                Ok(old) => match crates_client(ctx) {
+                    Ok(c) => match c.token_state(&old).await {
+                        Ok(TokenState::Accepted) => Check::pass(
+                            "credentials.old",
+                            format!("old token from env {v}"),
+                            "the registry accepts it: it can revoke itself",
+                        ),
+                        Ok(TokenState::Refused { status, .. }) => Check::pass(
+                            "credentials.old",
+                            format!("old token from env {v}"),
+                            format!("already refused by the registry ({status})"),
+                        ),
+                        Ok(TokenState::Inconclusive { status, detail }) => Check::unknown(
+                            "credentials.old",
+                            format!("old token from env {v}"),
+                            format!("{status}: {detail}"),
+                            "check the token in the registry's web UI",
+                        ),
+                        Err(e) => Check::fail(
+                            "crates.registry",
+                            c.api_base().to_string(),
+                            e.to_string(),
+                            "make the registry reachable from where Recall runs",
+                        ),
+                    },
+                    Err(e) => Check::fail(
+                        "crates.registry",
+                        "[crates] api",
+                        e.to_string(),
+                        "fix [crates] in the config",
+                    ),
+                },
+                Err(_) => Check::fail(
+                    "credentials.old",
+                    format!("old token from env {v}"),
+                    "not set: the old crates token revokes itself (DELETE /api/v1/tokens/current)",
+                    format!("export {v} with the current token in Recall's environment"),
+                ),
+            });
+        }
+    }
+    out
+}
+
+async fn destination(ctx: &ActionCtx, d: &Dest) -> Vec<Check> {
+    let label = d.label();
+    match d {
+        Dest::GitHub { scope, .. } => match crate::actions::github::client(ctx) {
+            Ok(c) => vec![match c.public_key(&scope.path()).await {
+                Ok(_) => Check::pass(
+                    "credentials.destination",
+                    label,
+                    format!("the Actions public key of {} is readable", scope.label()),
+                ),
+                Err(e) => Check::fail(
+                    "credentials.destination",
+                    label,
+                    e.to_string(),
+                    "give Recall's GitHub credential Secrets: Read and write on the repository (see docs/github.md)",
+                ),
+            }],
+            Err(e) => vec![Check::fail(
+                "github.credential",
+                label,
+                e.to_string(),
+                "configure [github] token_env (or a GitHub App) with Secrets: Read and write",
+            )],
+        },
+        Dest::Kube { cluster, .. } => {
+            vec![match crate::k8s::select(&ctx.config, cluster.as_deref()) {
+                Ok(list) if list.len() == 1 => Check::pass(
+                    "credentials.destination",
+                    label,
+                    format!("cluster {} is configured", list[0].name),
+                ),
+                Ok(_) => Check::fail(
+                    "credentials.destination",
+                    label,
+                    "several clusters are configured and the destination names none",
+                    "name the cluster in the destination (`cluster:`)",
+                ),
+                Err(e) => Check::fail(
+                    "credentials.destination",
+                    label,
+                    e.to_string(),
+                    "configure the cluster in [[kube.clusters]]",
+                ),
+            }]
+        }
+        Dest::EnvFile { path, .. } => {
+            let dir = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let writable = std::fs::metadata(dir)
+                .map(|m| m.is_dir() && !m.permissions().readonly())
+                .unwrap_or(false);
+            vec![if writable {
+                Check::pass(
+                    "credentials.destination",
+                    label,
+                    format!("directory {} exists and is writable", dir.display()),
+                )
+            } else {
+                Check::fail(
+                    "credentials.destination",
+                    label,
+                    format!("directory {} does not exist or is read-only", dir.display()),
+                    "create the directory (the file is written atomically with mode 0600)",
+                )
+                .impact(Impact::Blocks)
+            }]
+        }
+    }
+}
