@@ -364,13 +364,13 @@ impl Action for Yank {
             Err(e) => return vec![super::preflight::input_check(&e.to_string())],
         };
         let api = api_base(ctx);
-        let link = t.link(ctx).unwrap_or_else(|_| ctx.config.pypi.web.clone());
+        let web = ctx.config.pypi.web.trim_end_matches('/');
         let mut out = vec![Check::unknown(
             "pypi.human",
-            format!("a person who can yank {}", t.label()),
+            format!("a person who can yank releases of {}", t.project),
             "PyPI has no yank API (warehouse issue 12708): a person yanks in the web UI and Recall verifies it",
             format!(
-                "make sure the on-call can sign in to {link} with the Owner or Maintainer role on {} and their 2FA device at hand",
+                "make sure the on-call can sign in to {web}/manage/project/{}/releases/ with the Owner or Maintainer role and their 2FA device at hand",
                 t.project
             ),
         )];

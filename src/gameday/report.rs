@@ -28,8 +28,9 @@ fn phase_rank(phase: &str) -> u8 {
         "rotate" => 1,
         "scope" => 2,
         "delete" => 3,
-        "coordination" => 4,
-        _ => 5,
+        "follow-up" => 4,
+        "coordination" => 5,
+        _ => 6,
     }
 }
 
@@ -537,35 +538,50 @@ pub fn to_markdown(r: &Value) -> String {
             cell(&s["status"])
         ));
         if let Some(w) = s["why"].as_str() {
-            o.push_str(&format!("Skipped: {}\n\n", cell(&json!(w))));
-        }
-        for it in s["items"].as_array().cloned().unwrap_or_default() {
             o.push_str(&format!(
-                "- item {} `{}` — estimate {} ms\n",
+                "Skipped: {}\n\n",
+                cell(&json!(w.trim_start_matches("skipped: ")))
+            ));
+        }
+        // Each check once per step (items share the credential and the registry); the fixes
+        // are in the findings table.
+        let mut seen = BTreeSet::new();
+        let items = s["items"].as_array().cloned().unwrap_or_default();
+        for c in items
+            .iter()
+            .flat_map(|it| it["preflight"].as_array().cloned().unwrap_or_default())
+        {
+            let line = format!(
+                "- {} `{}` {}: {}\n",
+                cell(&c["verdict"]).to_uppercase(),
+                cell(&c["check"]),
+                cell(&c["subject"]),
+                cell(&c["evidence"]),
+            );
+            if seen.insert(line.clone()) {
+                o.push_str(&line);
+            }
+        }
+        for it in &items {
+            let sends: Vec<String> = it["would_send"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|q| format!("`{} {}`", cell(&q["method"]), cell(&q["url"])))
+                        .collect()
+                })
+                .unwrap_or_default();
+            o.push_str(&format!(
+                "- item {} `{}`: {} — estimate {} ms\n",
                 it["item"],
                 cell(&it["target"]),
+                if sends.is_empty() {
+                    "would send nothing".to_string()
+                } else {
+                    format!("would send {}", sends.join(", "))
+                },
                 it["estimate_ms"]
             ));
-            for c in it["preflight"].as_array().cloned().unwrap_or_default() {
-                o.push_str(&format!(
-                    "  - {} `{}` {}: {}{}\n",
-                    cell(&c["verdict"]).to_uppercase(),
-                    cell(&c["check"]),
-                    cell(&c["subject"]),
-                    cell(&c["evidence"]),
-                    c["fix"]
-                        .as_str()
-                        .map(|f| format!(" — fix: {}", cell(&json!(f))))
-                        .unwrap_or_default()
-                ));
-            }
-            for q in it["would_send"].as_array().cloned().unwrap_or_default() {
-                o.push_str(&format!(
-                    "  - would send `{} {}`\n",
-                    cell(&q["method"]),
-                    cell(&q["url"])
-                ));
-            }
             for f in it["plan_findings"].as_array().cloned().unwrap_or_default() {
                 o.push_str(&format!("  - plan: {}\n", cell(&f)));
             }

@@ -31,6 +31,8 @@ pub fn phase_of(uses: &str) -> &'static str {
         ("sbom", _) | ("blast", _) => "scope",
         (_, v) if v.contains("find") || v.contains("blast") => "scope",
         ("postmortem", _) => "postmortem",
+        // Issues and pull requests are follow-up work, not containment.
+        ("github", v) if v.starts_with("open_") => "follow-up",
         ("incident", _) => "coordination",
         _ => "contain",
     }
@@ -737,6 +739,8 @@ mod tests {
         assert_eq!(phase_of("npm.revoke_token"), "rotate");
         assert_eq!(phase_of("npm.unpublish"), "delete");
         assert_eq!(phase_of("postmortem.draft"), "postmortem");
+        assert_eq!(phase_of("github.open_pull_request"), "follow-up");
+        assert_eq!(phase_of("github.disable_workflow"), "contain");
     }
 
     #[test]
