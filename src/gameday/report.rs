@@ -234,7 +234,13 @@ pub fn build(
                     }
                 }
             }
-            if t.status == "failed" {
+            // A deletion the gate refused is the gate working, shown under the step.
+            let gate_refused = events.iter().any(|e| {
+                e.kind == "gate.refused"
+                    && e.step.as_deref() == Some(&s.step_id)
+                    && e.index.is_none_or(|i| i == t.item_index)
+            });
+            if t.status == "failed" && !gate_refused {
                 findings.push(Finding {
                     severity: "blocks",
                     step: s.step_id.clone(),
@@ -645,4 +651,132 @@ pub fn summary(r: &Value, max: usize) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::timeline::Event;
+
+    fn planned(step: &str, index: u32, detail: Value) -> Event {
+        Event {
+            incident: "inc-golden02".into(),
+            seq: 1000,
+            at: 0,
+            actor: "npm".into(),
+            kind: "attempt.planned".into(),
+            step: Some(step.into()),
+            index: Some(index),
+            summary: "planned".into(),
+            data_json: json!({ "attempt": 1, "detail": detail }).to_string(),
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    fn token_missing() -> Value {
+        Check::fail(
+            "npm.credential",
+            "npm token",
+            "no token is set",
+            "set NPM_TOKEN",
+        )
+        .to_json()
+    }
+
+    #[test]
+    fn containment_blockers_rank_first_and_repeats_merge() {
+        let (mut run, mut events) = crate::postmortem::fixture_run();
+        run.incident.mode = "rehearsal".into();
+        // The same missing token on both deprecate items and on the revoke; a degraded
+        // check and an unknown one on the revoke; a plan blocker the token explains.
+        for i in 0..2 {
+            events.push(planned(
+                "deprecate",
+                i,
+                json!({ "preflight": [token_missing()], "requests": [{"method": "PUT", "url": "http://r/left-pad"}],
+                        "findings": ["blocker: could not read the packument"], "timing": {"plan_ms": 10} }),
+            ));
+        }
+        events.push(planned(
+            "revoke-token",
+            0,
+            json!({ "preflight": [
+                token_missing(),
+                Check::fail("x.slow", "s", "e", "f").impact(Impact::Degrades).to_json(),
+                Check::unknown("x.maybe", "s", "e", "f").to_json(),
+                Check::pass("x.ok", "s", "e").to_json(),
+            ], "timing": {"plan_ms": 5} }),
+        ));
+        let config = Config::default();
+        let r = build(&run, &events, None, &config, &[], Some("demo"));
+        let f = r["findings"].as_array().unwrap();
+        assert_eq!(f.len(), 3, "{f:#?}");
+        assert_eq!(f[0]["check"], "npm.credential");
+        assert_eq!(f[0]["steps"], json!(["deprecate", "revoke-token"]));
+        assert_eq!(f[0]["blocks_containment"], true);
+        assert_eq!(f[1]["severity"], "degrades");
+        assert_eq!(f[2]["severity"], "unknown");
+        assert!(blocked(&r));
+        assert_eq!(r["verdict"], "blocked");
+        // 10 ms of reads, one request: 10 × (2 + 1).
+        assert_eq!(r["steps"][0]["estimate_ms"], 30);
+        let md = to_markdown(&r);
+        assert!(
+            md.contains("**Containment would have been blocked**"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1 | blocks (containment) | deprecate, revoke-token | npm.credential"),
+            "{md}"
+        );
+        assert!(md.contains("would send `PUT http://r/left-pad`"), "{md}");
+        assert!(summary(&r, 5).contains("BLOCKED"));
+    }
+
+    #[test]
+    fn a_clean_rehearsal_would_contain_and_plan_blockers_count() {
+        let (mut run, mut events) = crate::postmortem::fixture_run();
+        run.incident.mode = "rehearsal".into();
+        events.push(planned(
+            "deprecate",
+            0,
+            json!({ "preflight": [Check::pass("npm.whoami", "t", "alice").to_json()], "timing": {"plan_ms": 1} }),
+        ));
+        let config = Config::default();
+        let r = build(&run, &events, None, &config, &[], None);
+        // The fixture's unpublish step failed (the gate): a blocker outside containment.
+        assert!(!blocked(&r), "{:#}", r["findings"]);
+        assert_eq!(r["verdict"], "would_contain");
+        events.push(planned(
+            "deprecate",
+            1,
+            json!({ "findings": ["blocker: package left-pad does not exist"] }),
+        ));
+        let r = build(&run, &events, None, &config, &[], None);
+        assert!(blocked(&r));
+        assert_eq!(r["findings"][0]["check"], "plan");
+    }
+
+    #[test]
+    fn approvers_are_people_from_groups_and_the_gate() {
+        let mut config = Config::default();
+        config
+            .groups
+            .insert("release-admins".into(), vec!["alice".into(), "bob".into()]);
+        config.gate.approvers = vec!["carol".into()];
+        let (p, undefined) = people(
+            &[
+                "group:release-admins".into(),
+                "user:dave".into(),
+                "group:ghosts".into(),
+            ],
+            &config,
+            true,
+        );
+        assert_eq!(p, vec!["alice", "bob", "carol", "dave"]);
+        assert_eq!(undefined, vec!["ghosts"]);
+        let (p, _) = people(&["group:release-admins".into()], &config, false);
+        assert_eq!(p, vec!["alice", "bob"]);
+    }
 }
