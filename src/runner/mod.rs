@@ -657,16 +657,26 @@ impl Runner {
                 // the lease with time to spare. A process paused since the intent was
                 // committed may have been replaced; the new holder reconciles the attempt.
                 if inv.mutating && inv.mode == Mode::Live {
-                    match store
+                    // The answer is only as fresh as the moment it was computed: a check that
+                    // took longer than half the margin (a stalled database) may describe a
+                    // lease that has expired since, so it does not count.
+                    let asked = std::time::Instant::now();
+                    let held = store
                         .lease_holds(&inv.incident, &owner, epoch, now_ms(), margin)
-                        .await
-                    {
-                        Ok(true) => {}
-                        held => {
-                            let why = match held {
-                                Err(e) => format!("could not confirm the lease: {e}"),
-                                _ => "the lease is no longer held".to_string(),
-                            };
+                        .await;
+                    let took = asked.elapsed();
+                    let held = match held {
+                        Ok(true) if took.as_millis() as i64 >= margin / 2 => Err(format!(
+                            "the lease check took {} ms, too long to trust",
+                            took.as_millis()
+                        )),
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("the lease is no longer held".to_string()),
+                        Err(e) => Err(format!("could not confirm the lease: {e}")),
+                    };
+                    match held {
+                        Ok(()) => {}
+                        Err(why) => {
                             return Done::Invoke(
                                 inv,
                                 Outcome::Failure {
