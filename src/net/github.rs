@@ -59,13 +59,73 @@ impl GitHubResponse {
         })
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// How the client authenticates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthKind {
+    /// No token set: public reads only.
+    Anonymous,
+    /// A token; `kind` says what its prefix shows (never the token itself).
+    Token { kind: TokenKind },
+    /// A GitHub App installation (tokens minted by octocrab).
+    App { app_id: u64, installation_id: u64 },
+}
+
+/// What a token's documented prefix says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `github_pat_`: a fine-grained personal access token.
+    FineGrained,
+    /// `ghp_`: a personal access token (classic).
+    Classic,
+    /// `ghs_`: an installation token, e.g. an Actions `GITHUB_TOKEN`.
+    Installation,
+    /// `gho_` / `ghu_`: an OAuth or user-to-server token.
+    OAuth,
+    /// Any other form (an old 40-hex classic token, a GHES token).
+    Other,
+}
+
+impl TokenKind {
+    fn of(token: &str) -> Self {
+        if token.starts_with("github_pat_") {
+            Self::FineGrained
+        } else if token.starts_with("ghp_") {
+            Self::Classic
+        } else if token.starts_with("ghs_") {
+            Self::Installation
+        } else if token.starts_with("gho_") || token.starts_with("ghu_") {
+            Self::OAuth
+        } else {
+            Self::Other
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::FineGrained => "fine-grained personal access token",
+            Self::Classic => "personal access token (classic)",
+            Self::Installation => "installation token (like an Actions GITHUB_TOKEN)",
+            Self::OAuth => "OAuth token",
+            Self::Other => "token",
+        }
     }
 }
 
 pub struct GitHubClient {
     oc: Octocrab,
+    /// A GitHub App's own client (its requests carry the App's JWT), for the `/app`
+    /// endpoints; `oc` acts as the installation.
+    app_oc: Option<Octocrab>,
+    auth: AuthKind,
     /// `api_url` without a trailing slash: the prefix of every recorded URL.
     base: String,
     api_version: String,
@@ -188,18 +248,37 @@ impl GitHubClient {
         let mut oc = b
             .build()
             .map_err(|e| HttpError::Decode(format!("github client: {e}")))?;
+        let mut app_oc = None;
+        let auth = match (&app, &token) {
+            (Some((app_id, inst, _)), _) => AuthKind::App {
+                app_id: *app_id,
+                installation_id: *inst,
+            },
+            (None, Some(t)) => AuthKind::Token {
+                kind: TokenKind::of(t.expose_secret()),
+            },
+            (None, None) => AuthKind::Anonymous,
+        };
         if let Some((_, inst, _)) = app {
-            oc = oc
+            let installation = oc
                 .installation(octocrab::models::InstallationId(inst))
                 .map_err(|e| HttpError::Decode(format!("github App installation: {e}")))?;
+            app_oc = Some(std::mem::replace(&mut oc, installation));
         }
         Ok(Self {
             oc,
+            app_oc,
+            auth,
             base,
             api_version: cfg.api_version.clone(),
             max_wait_ms: parse_duration_ms(&cfg.rate_limit_max_wait).unwrap_or(60_000),
             token,
         })
+    }
+
+    /// How this client authenticates.
+    pub fn auth(&self) -> &AuthKind {
+        &self.auth
     }
 
     /// The absolute URL of an API path (`/repos/o/r`).
@@ -227,17 +306,18 @@ impl GitHubClient {
 
     async fn once(
         &self,
+        oc: &Octocrab,
         method: &str,
         path: &str,
         body: Option<&Value>,
     ) -> Result<GitHubResponse, HttpError> {
         let t = |e: octocrab::Error| HttpError::Transport(self.scrub(&transport_text(&e)));
         let resp = match method {
-            "GET" => self.oc._get(path).await,
-            "PUT" => self.oc._put(path, body).await,
-            "PATCH" => self.oc._patch(path, body).await,
-            "POST" => self.oc._post(path, body).await,
-            "DELETE" => self.oc._delete(path, body).await,
+            "GET" => oc._get(path).await,
+            "PUT" => oc._put(path, body).await,
+            "PATCH" => oc._patch(path, body).await,
+            "POST" => oc._post(path, body).await,
+            "DELETE" => oc._delete(path, body).await,
             m => {
                 return Err(HttpError::Decode(format!("unsupported GitHub method {m}")));
             }
@@ -271,12 +351,59 @@ impl GitHubClient {
         rec: &RequestRecord,
         body: Option<&Value>,
     ) -> Result<GitHubResponse, HttpError> {
+        let r = self.answer_with(&self.oc, rec, body).await?;
+        if r.ok() {
+            return Ok(r);
+        }
+        let mut text = truncate_chars(&r.body, ERROR_BODY_LIMIT);
+        if let Some(p) = r.header("x-accepted-github-permissions") {
+            text = format!("{text} (the token needs the permission {p})");
+        }
+        Err(HttpError::Status {
+            status: r.status,
+            method: rec.method.clone(),
+            url: rec.url.clone(),
+            body: text,
+            retry_after_ms: None,
+        })
+    }
+
+    /// GitHub's final answer to `rec`, whatever its status (rate limits waited out as in
+    /// [`Self::execute`]; the body of a non-2xx answer scrubbed): for callers that read the
+    /// headers of a refusal, like preflight checks.
+    pub async fn answer(&self, rec: &RequestRecord) -> Result<GitHubResponse, HttpError> {
+        self.answer_with(&self.oc, rec, None).await
+    }
+
+    /// `GET /app/installations/{installation_id}` authenticated as the App itself (its
+    /// JWT): the installation's account, repository selection and `permissions`. `None`
+    /// unless the client acts as a GitHub App.
+    pub async fn installation(&self) -> Option<Result<GitHubResponse, HttpError>> {
+        let (
+            AuthKind::App {
+                installation_id, ..
+            },
+            Some(app_oc),
+        ) = (&self.auth, &self.app_oc)
+        else {
+            return None;
+        };
+        let rec = self.record("GET", &format!("/app/installations/{installation_id}"));
+        Some(self.answer_with(app_oc, &rec, None).await)
+    }
+
+    async fn answer_with(
+        &self,
+        oc: &Octocrab,
+        rec: &RequestRecord,
+        body: Option<&Value>,
+    ) -> Result<GitHubResponse, HttpError> {
         let path = self.path_of(&rec.url)?;
         let body = body.or(rec.body.as_ref());
         let mut tries = 0;
         loop {
-            let r = self.once(&rec.method, path, body).await?;
-            if (200..300).contains(&r.status) {
+            let mut r = self.once(oc, &rec.method, path, body).await?;
+            if r.ok() {
                 return Ok(r);
             }
             if let Some(wait) = rate_limit_wait(&r, SystemTime::now()) {
@@ -299,17 +426,8 @@ impl GitHubClient {
                     retry_after_ms: Some(wait),
                 });
             }
-            let mut text = truncate_chars(&self.scrub(&r.body), ERROR_BODY_LIMIT);
-            if let Some(p) = r.header("x-accepted-github-permissions") {
-                text = format!("{text} (the token needs the permission {p})");
-            }
-            return Err(HttpError::Status {
-                status: r.status,
-                method: rec.method.clone(),
-                url: rec.url.clone(),
-                body: text,
-                retry_after_ms: None,
-            });
+            r.body = self.scrub(&r.body);
+            return Ok(r);
         }
     }
 

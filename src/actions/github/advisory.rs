@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{REPO, client, credential, marker, plan_failed, read, repo_input, would};
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, list_input, opt_str_input, str_input,
 };
@@ -273,6 +274,10 @@ impl DraftAdvisory {
 impl Action for DraftAdvisory {
     fn spec(&self) -> &'static ActionSpec {
         &DRAFT_ADVISORY
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::advisory(ctx, inputs, self.spec().name).await
     }
 
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {

@@ -14,6 +14,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
 use super::{REPO, client, credential, marker, plan_failed, read, repo_input, seg, would};
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
     str_input,
@@ -172,6 +173,10 @@ impl OpenIssue {
 impl Action for OpenIssue {
     fn spec(&self) -> &'static ActionSpec {
         &OPEN_ISSUE
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::issue(ctx, inputs, self.spec().name).await
     }
 
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {
@@ -505,6 +510,10 @@ impl OpenPullRequest {
 impl Action for OpenPullRequest {
     fn spec(&self) -> &'static ActionSpec {
         &OPEN_PR
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::pull_request(ctx, inputs, self.spec().name).await
     }
 
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {

@@ -10,6 +10,7 @@
 
 mod advisory;
 mod followup;
+pub(crate) mod preflight;
 mod release;
 pub mod secrets;
 mod workflow;

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 
 use super::{REPO, client, credential, plan_failed, read, repo_input, seg, would};
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, opt_str_input, str_input,
 };
@@ -224,6 +225,10 @@ impl MarkRelease {
 impl Action for MarkRelease {
     fn spec(&self) -> &'static ActionSpec {
         &MARK_RELEASE
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::release(ctx, inputs, self.spec().name).await
     }
 
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {

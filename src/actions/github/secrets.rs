@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::{REPO, client, credential, opt_segment, plan_failed, read, repo_input, seg, would};
 use crate::actions::kube::secret::fingerprint;
+use crate::actions::preflight::Check;
 use crate::actions::{Action, ActionCtx, ActionError, ActionOutput, Probe, opt_str_input};
 use crate::config::Config;
 use crate::net::github::{GitHubClient, seal};
@@ -253,6 +254,10 @@ impl Action for SetSecret {
         &SET_SECRET
     }
 
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::secret(ctx, inputs, self.spec().name).await
+    }
+
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {
         credential(config)
     }
@@ -328,6 +333,10 @@ pub struct DeleteSecret;
 impl Action for DeleteSecret {
     fn spec(&self) -> &'static ActionSpec {
         &DELETE_SECRET
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::secret(ctx, inputs, self.spec().name).await
     }
 
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{REPO, client, credential, plan_failed, read, repo_input, seg, would};
+use crate::actions::preflight::Check;
 use crate::actions::{Action, ActionCtx, ActionError, ActionOutput, Probe, str_input};
 use crate::config::Config;
 use crate::net::github::GitHubClient;
@@ -113,6 +114,17 @@ impl SetWorkflow {
 impl Action for SetWorkflow {
     fn spec(&self) -> &'static ActionSpec {
         if self.enable { &ENABLE } else { &DISABLE }
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::workflow(
+            ctx,
+            inputs,
+            self.spec().name,
+            workflow_ref(inputs),
+            self.wanted(),
+        )
+        .await
     }
 
     fn credential(&self, config: &Config, _inputs: &Value) -> Option<String> {

@@ -12,8 +12,9 @@
 //!   `x-ratelimit-resource: core` (5000/hour per token, 60 for unauthenticated answers; the
 //!   window resets an hour after its first request; `GET /rate_limit` is not counted), and
 //!   `github-authentication-token-expiration: YYYY-MM-DD HH:MM:SS UTC` for tokens registered
-//!   with an expiry. `x-oauth-scopes` is never sent (fine-grained tokens and installation
-//!   tokens have no scopes). Bodies are `application/json; charset=utf-8`.
+//!   with an expiry. `x-oauth-scopes: repo, workflow` is sent on every answer to a classic
+//!   token ([`FakeGitHub::add_classic_token`]) and never to a fine-grained or installation
+//!   token (they have no scopes). Bodies are `application/json; charset=utf-8`.
 //! * **Auth**: `Authorization: Bearer <t>` or `token <t>`. Unknown, expired or missing →
 //!   401 `{"message":"Bad credentials","documentation_url":"https://docs.github.com/rest",
 //!   "status":"401"}` (counted in [`FakeGitHub::auth_failures`]). Tokens carry fine-grained
@@ -100,7 +101,12 @@
 //! * `GET /rate_limit` → `{resources:{core, search, graphql}, rate}`; auth optional.
 //!
 //! Deviations (deliberate): requests without credentials get 401 even for what would be public
-//! data; tokens are not restricted to selected repositories; no ETags/304; no release assets,
+//! data; tokens are not restricted to selected repositories; a classic token's scopes are
+//! mapped onto the permission model (`repo` and `public_repo` → write on every repository
+//! permission, whatever the repository's visibility; `admin:org` → `organization_secrets`;
+//! `workflow` → `workflows`) and a missing scope is refused like a missing permission (403 +
+//! `x-accepted-github-permissions`), where GitHub answers 404 or 403 with
+//! `x-accepted-oauth-scopes`; no ETags/304; no release assets,
 //! release creation, merges, reviews, comments or labels API; contents `PUT` with a `sha` on a
 //! path that does not exist yet is accepted as a create; `head` without `owner:` filters by
 //! branch; CVSS 4.0 vectors are accepted but not scored (`severity` stays null); timestamps have
@@ -303,6 +309,8 @@ struct TokenInfo {
     login: String,
     user_id: u64,
     installation: Option<u64>,
+    /// A classic token's scopes (sent as `x-oauth-scopes`).
+    scopes: Option<Vec<String>>,
 }
 
 struct App {
@@ -1502,6 +1510,8 @@ struct Out {
     expiry: Option<DateTime<Utc>>,
     /// A primary rate limit refusal: reset epoch.
     exhausted: Option<i64>,
+    /// `x-oauth-scopes` (classic tokens).
+    scopes: Option<String>,
 }
 
 impl Out {
@@ -1513,6 +1523,7 @@ impl Out {
             counted: true,
             expiry: None,
             exhausted: None,
+            scopes: None,
         }
     }
 }
@@ -1550,6 +1561,7 @@ fn handle(state: &Mutex<State>, req: &Request) -> Response {
         counted,
         expiry,
         exhausted,
+        scopes,
     } = out;
     let t = now().timestamp();
     let b = st.buckets.entry(bucket).or_insert(Bucket {
@@ -1582,6 +1594,9 @@ fn handle(state: &Mutex<State>, req: &Request) -> Response {
         .with_header("x-ratelimit-reset", &reset.to_string())
         .with_header("x-ratelimit-used", &used.to_string())
         .with_header("x-ratelimit-resource", "core");
+    if let Some(s) = scopes {
+        resp = resp.with_header("x-oauth-scopes", &s);
+    }
     if let Some(e) = expiry {
         resp = resp.with_header(
             "github-authentication-token-expiration",
@@ -1639,6 +1654,7 @@ fn dispatch(st: &mut State, req: &Request, rid: &str) -> Out {
         counted: true,
         expiry: info.expires_at.filter(|_| info.expiry_header),
         exhausted: None,
+        scopes: info.scopes.as_ref().map(|s| s.join(", ")),
     };
 
     // Rate limits: refused before anything else happens.
@@ -1731,8 +1747,8 @@ fn dispatch(st: &mut State, req: &Request, rid: &str) -> Out {
 }
 
 fn rate_limit(st: &mut State, req: &Request) -> Out {
-    let (bucket, limit, expiry) = match bearer(req) {
-        None => ("anon".to_string(), ANON_LIMIT, None),
+    let (bucket, limit, expiry, scopes) = match bearer(req) {
+        None => ("anon".to_string(), ANON_LIMIT, None, None),
         Some(t) => match st.tokens.get(&t) {
             Some(i) if i.expires_at.is_none_or(|e| e > now()) => (
                 match i.installation {
@@ -1741,6 +1757,7 @@ fn rate_limit(st: &mut State, req: &Request) -> Out {
                 },
                 CORE_LIMIT,
                 i.expires_at.filter(|_| i.expiry_header),
+                i.scopes.as_ref().map(|s| s.join(", ")),
             ),
             _ => {
                 st.auth_failures += 1;
@@ -1772,6 +1789,7 @@ fn rate_limit(st: &mut State, req: &Request) -> Out {
         counted: false,
         expiry,
         exhausted: None,
+        scopes,
     }
 }
 
@@ -1877,6 +1895,7 @@ fn app_route(st: &mut State, req: &Request, base: &str) -> Out {
         counted: true,
         expiry: None,
         exhausted: None,
+        scopes: None,
     };
     let Some(app) = st
         .apps
@@ -1971,6 +1990,7 @@ fn app_route(st: &mut State, req: &Request, base: &str) -> Out {
             login: format!("{APP_SLUG}[bot]"),
             user_id: uid,
             installation: Some(installation_id),
+            scopes: None,
         },
     );
     st.installation_tokens.push(token.clone());
@@ -3495,8 +3515,37 @@ impl FakeGitHub {
                 login: login.to_string(),
                 user_id: uid,
                 installation: None,
+                scopes: None,
             },
         );
+    }
+
+    /// A personal access token (classic) with OAuth `scopes` (`repo`, `workflow`,
+    /// `admin:org`, …): answers carry `x-oauth-scopes`; the scopes grant permissions as the
+    /// module doc says.
+    pub fn add_classic_token(&self, token: &str, scopes: &[&str]) {
+        const REPO: [&str; 7] = [
+            "secrets",
+            "environments",
+            "actions",
+            "contents",
+            "pull_requests",
+            "issues",
+            "repository_advisories",
+        ];
+        let mut perms = Vec::new();
+        for s in scopes {
+            match *s {
+                "repo" | "public_repo" => perms.extend(REPO.iter().map(|p| (*p, "write"))),
+                "admin:org" => perms.push(("organization_secrets", "write")),
+                "workflow" => perms.push(("workflows", "write")),
+                _ => {}
+            }
+        }
+        self.add_token_full(token, TOKEN_USER, &perms, None);
+        if let Some(t) = self.st().tokens.get_mut(token) {
+            t.scopes = Some(scopes.iter().map(|s| s.to_string()).collect());
+        }
     }
 
     /// Makes any token (installation tokens included) expired from now on.
