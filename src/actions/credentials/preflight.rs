@@ -122,27 +122,9 @@ pub(super) async fn preflight(ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
 async fn destination(ctx: &ActionCtx, d: &Dest) -> Vec<Check> {
     let label = d.label();
     match d {
-        Dest::GitHub { scope, .. } => match crate::actions::github::client(ctx) {
-            Ok(c) => vec![match c.public_key(&scope.path()).await {
-                Ok(_) => Check::pass(
-                    "credentials.destination",
-                    label,
-                    format!("the Actions public key of {} is readable", scope.label()),
-                ),
-                Err(e) => Check::fail(
-                    "credentials.destination",
-                    label,
-                    e.to_string(),
-                    "give Recall's GitHub credential Secrets: Read and write on the repository (see docs/github.md)",
-                ),
-            }],
-            Err(e) => vec![Check::fail(
-                "github.credential",
-                label,
-                e.to_string(),
-                "configure [github] token_env (or a GitHub App) with Secrets: Read and write",
-            )],
-        },
+        Dest::GitHub { scope, name } => {
+            crate::actions::github::preflight::secret_destination_checks(ctx, scope, name).await
+        }
         Dest::Kube { cluster, .. } => {
             vec![match crate::k8s::select(&ctx.config, cluster.as_deref()) {
                 Ok(list) if list.len() == 1 => Check::pass(
