@@ -51,6 +51,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
         include_str!("../playbooks/scenarios/ultralytics-2024.yaml"),
     ),
     (
+        "event-stream-2018",
+        include_str!("../playbooks/scenarios/event-stream-2018.yaml"),
+    ),
+    (
         "leaked-secret-image",
         include_str!("../playbooks/scenarios/leaked-secret-image.yaml"),
     ),
