@@ -10,6 +10,7 @@
 //! concurrently, and one cluster's failure does not stop the others.
 
 pub mod admission;
+mod preflight;
 pub mod running;
 pub mod secret;
 
@@ -234,6 +235,10 @@ impl Action for Clusters {
         Ok(Probe::NotDone {
             evidence: json!("a read has no effect to reconcile"),
         })
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<super::preflight::Check> {
+        preflight::cluster_list(ctx, inputs)
     }
 }
 

@@ -19,6 +19,7 @@ use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 
 use super::{CLUSTER, clusters, credential, each_cluster, no_clusters};
+use crate::actions::preflight::Check;
 use crate::actions::{Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input};
 use crate::config::{ClusterConfig, Config};
 use crate::k8s::image::{image_digest, parse_image_id};
@@ -335,6 +336,27 @@ async fn sweep(
     Ok((out, scan))
 }
 
+/// Every call `sweep` (and `Owners`) makes on a cluster, each with what it is for: what
+/// preflight reviews. Owners are read in the matching Pod's namespace, which is not known
+/// before the sweep, hence cluster-wide (the ClusterRole of docs/kubernetes.md).
+pub(super) fn live_ops(cfg: &ClusterConfig) -> Vec<(Op, &'static str)> {
+    let c = cfg.name.as_str();
+    vec![
+        (
+            Op::new(c, "list", "", "pods"),
+            "the sweep: every Pod, page by page",
+        ),
+        (
+            Op::new(c, "get", "apps", "replicasets"),
+            "the owners of matching Pods (ReplicaSet → Deployment)",
+        ),
+        (
+            Op::new(c, "get", "batch", "jobs"),
+            "the owners of matching Pods (Job → CronJob)",
+        ),
+    ]
+}
+
 /// A sweep of several clusters: the rows, a summary per cluster, the clusters that failed.
 pub struct Swept {
     pub rows: Vec<Row>,
@@ -486,6 +508,10 @@ impl Action for FindRunning {
         Ok(Probe::NotDone {
             evidence: json!("a read has no effect to reconcile"),
         })
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::find_running(ctx, inputs).await
     }
 }
 

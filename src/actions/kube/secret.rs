@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use super::{
     CLUSTER, clusters, credential, each_cluster, fold_clusters, fold_plans, no_clusters, would_send,
 };
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
     str_input,
@@ -107,7 +108,7 @@ static ROTATE_SECRET: ActionSpec = ActionSpec {
 };
 
 /// Where the new value comes from.
-enum Source {
+pub(super) enum Source {
     Generate { length: usize, charset: Charset },
     Env(String),
     File(String),
@@ -175,16 +176,16 @@ pub fn fingerprint(salt: &str, value: &SecretString) -> String {
     format!("sha256:{}", &hex::encode(h.finalize())[..16])
 }
 
-struct Target {
-    namespace: String,
-    name: String,
+pub(super) struct Target {
+    pub(super) namespace: String,
+    pub(super) name: String,
     keys: Vec<String>,
-    source: Source,
+    pub(super) source: Source,
     restart: bool,
 }
 
 impl Target {
-    fn from_inputs(inputs: &Value) -> Result<Self, ActionError> {
+    pub(super) fn from_inputs(inputs: &Value) -> Result<Self, ActionError> {
         let namespace = str_input(inputs, "namespace")?.trim().to_string();
         let name = str_input(inputs, "name")?.trim().to_string();
         let keys = list_input(inputs, "keys")?;
@@ -262,7 +263,7 @@ impl Target {
         }
     }
 
-    fn describe_source(&self) -> String {
+    pub(super) fn describe_source(&self) -> String {
         match &self.source {
             Source::Generate { length, .. } => format!("a generated {length}-character value"),
             Source::Env(v) => format!("the value of env {v}"),
@@ -304,6 +305,39 @@ pub fn uses_secret(spec: &PodSpec, secret: &str) -> bool {
         .flatten()
         .any(|r| r.name == secret);
     vol || env || pull
+}
+
+/// Every call `rotate_in` (through `Rotation`) makes on a cluster for `t`, each with what
+/// it is for: what preflight reviews. The restart patches are listed for every kind: which
+/// workloads use the Secret on the incident's day is not known on a calm one.
+pub(super) fn live_ops(cfg: &ClusterConfig, t: &Target) -> Vec<(Op, &'static str)> {
+    let c = cfg.name.as_str();
+    let ns = t.namespace.as_str();
+    let mut ops = vec![
+        (
+            Op::new(c, "get", "", "secrets").ns(ns),
+            "reading the Secret (and its rotation key)",
+        ),
+        (
+            Op::new(c, "update", "", "secrets").ns(ns),
+            "writing the new value (a replace with the resourceVersion read)",
+        ),
+    ];
+    if t.restart {
+        for resource in ["deployments", "statefulsets", "daemonsets"] {
+            ops.push((
+                Op::new(c, "list", "apps", resource).ns(ns),
+                "finding the workloads that use the Secret",
+            ));
+        }
+        for resource in ["deployments", "statefulsets", "daemonsets"] {
+            ops.push((
+                Op::new(c, "patch", "apps", resource).ns(ns),
+                "the rollout restart of a workload using the Secret",
+            ));
+        }
+    }
+    ops
 }
 
 struct Rotation<'a> {
@@ -766,6 +800,10 @@ impl Action for RotateSecret {
         Ok(Probe::NotDone {
             evidence: json!({ "secret_rotated": per, "note": "restarts are completed by re-running, which will not rotate again" }),
         })
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::rotate_secret(ctx, inputs).await
     }
 }
 

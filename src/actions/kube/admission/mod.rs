@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{CLUSTER, clusters, credential, each_cluster, fold_clusters, no_clusters};
+use crate::actions::preflight::Check;
 use crate::actions::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, list_input, opt_str_input,
 };
@@ -90,7 +91,7 @@ static ADMISSION_ALLOW: ActionSpec = ActionSpec {
     destructive: false,
 };
 
-fn vap_resource() -> ApiResource {
+pub(super) fn vap_resource() -> ApiResource {
     ApiResource {
         group: "admissionregistration.k8s.io".into(),
         version: "v1".into(),
@@ -100,7 +101,7 @@ fn vap_resource() -> ApiResource {
     }
 }
 
-fn vapb_resource() -> ApiResource {
+pub(super) fn vapb_resource() -> ApiResource {
     ApiResource {
         kind: "ValidatingAdmissionPolicyBinding".into(),
         plural: "validatingadmissionpolicybindings".into(),
@@ -108,7 +109,7 @@ fn vapb_resource() -> ApiResource {
     }
 }
 
-fn kyverno_resource() -> ApiResource {
+pub(super) fn kyverno_resource() -> ApiResource {
     ApiResource {
         group: "kyverno.io".into(),
         version: "v1".into(),
@@ -118,7 +119,7 @@ fn kyverno_resource() -> ApiResource {
     }
 }
 
-fn cip_resource() -> ApiResource {
+pub(super) fn cip_resource() -> ApiResource {
     ApiResource {
         group: "policy.sigstore.dev".into(),
         version: "v1beta1".into(),
@@ -146,7 +147,7 @@ fn op_for(cluster: &str, verb: &'static str, ar: &ApiResource) -> Op {
 }
 
 /// The validated inputs of a deny/allow.
-struct Request {
+pub(super) struct Request {
     digests: Vec<String>,
     image: Option<String>,
     mode: Mode,
@@ -154,7 +155,7 @@ struct Request {
 }
 
 impl Request {
-    fn from_inputs(inputs: &Value, with_mode: bool) -> Result<Self, ActionError> {
+    pub(super) fn from_inputs(inputs: &Value, with_mode: bool) -> Result<Self, ActionError> {
         let mut digests = Vec::new();
         for d in list_input(inputs, "digests")? {
             let d = policy::normalize_digest(&d)
@@ -704,6 +705,67 @@ async fn allow_in(ctx: &ActionCtx, cfg: &ClusterConfig, req: &Request) -> Result
     Ok(json!({ "cluster": c.name(), "removed_from": removed, "digests": req.digests }))
 }
 
+/// Every call `deny_in` (`deny`) or `allow_in` and the `Cluster` methods they use can make
+/// on `cfg` with these inputs, each with what it is for: what preflight reviews, one
+/// SelfSubjectAccessReview per op. Kept here, next to the calls, so a new call is listed
+/// where it is written (tests/it/preflight_kube.rs checks a live run against it).
+/// State decides some of them (create only when the object is absent); preflight runs on
+/// a calm day and the state may differ on the incident's, so all are listed.
+pub(super) fn live_ops(
+    cfg: &ClusterConfig,
+    namespace: &str,
+    req: &Request,
+    deny: bool,
+) -> Vec<(Op, &'static str)> {
+    let c = cfg.name.as_str();
+    let mut ops = Vec::new();
+    // `ensure`: get, then a server-side apply, which needs `create` when it creates.
+    let apply = |ar: &ApiResource, why: &'static str, ops: &mut Vec<(Op, &'static str)>| {
+        for verb in ["get", "create", "patch"] {
+            ops.push((op_for(c, verb, ar), why));
+        }
+    };
+    if cfg.dialect == "sigstore-policy-controller" {
+        match (deny, req.image.as_deref()) {
+            (true, Some(_)) if req.block_repository => {
+                apply(&cip_resource(), "the repository block", &mut ops);
+            }
+            (false, Some(_)) => ops.push((
+                op_for(c, "delete", &cip_resource()),
+                "removing the repository block",
+            )),
+            // A deny without a repository block sends nothing (it cannot pin a digest);
+            // an allow without `image` has no block to remove.
+            _ => {}
+        }
+        return ops;
+    }
+    let cm = |verb| Op::new(c, verb, "", "configmaps").ns(namespace);
+    if deny {
+        if cfg.dialect == "kyverno" {
+            apply(&kyverno_resource(), "the Kyverno ClusterPolicy", &mut ops);
+        } else {
+            apply(&vap_resource(), "the ValidatingAdmissionPolicy", &mut ops);
+            apply(&vapb_resource(), "the per-mode bindings", &mut ops);
+        }
+        ops.push((cm("get"), "reading the deny lists"));
+        ops.push((cm("create"), "creating a mode's deny list when absent"));
+        ops.push((cm("patch"), "writing the deny lists"));
+        // The canary runs for digests enforced after the write; in practice an enforce
+        // deny (the plan lists it the same way).
+        if req.mode == Mode::Enforce && cfg.canary {
+            ops.push((
+                Op::new(c, "create", "", "pods").ns(namespace),
+                "the canary (a server-side dry-run create, nothing is stored)",
+            ));
+        }
+    } else {
+        ops.push((cm("get"), "reading the deny lists"));
+        ops.push((cm("patch"), "removing digests from the deny lists"));
+    }
+    ops
+}
+
 pub struct AdmissionDeny;
 
 #[async_trait]
@@ -751,6 +813,10 @@ impl Action for AdmissionDeny {
         let list = clusters(ctx, inputs)?;
         let results = each_cluster(&list, |c| plan_in(ctx, c, &req, true)).await;
         Ok(plan_output(results, "deny the digests at admission"))
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::admission(ctx, inputs, true).await
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
@@ -842,6 +908,10 @@ impl Action for AdmissionAllow {
         let list = clusters(ctx, inputs)?;
         let results = each_cluster(&list, |c| plan_in(ctx, c, &req, false)).await;
         Ok(plan_output(results, "lift the admission deny"))
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        super::preflight::admission(ctx, inputs, false).await
     }
 
     async fn probe(&self, ctx: &ActionCtx, inputs: &Value) -> Result<Probe, ActionError> {
