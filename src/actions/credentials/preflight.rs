@@ -125,26 +125,21 @@ async fn destination(ctx: &ActionCtx, d: &Dest) -> Vec<Check> {
         Dest::GitHub { scope, name } => {
             crate::actions::github::preflight::secret_destination_checks(ctx, scope, name).await
         }
-        Dest::Kube { cluster, .. } => {
-            vec![match crate::k8s::select(&ctx.config, cluster.as_deref()) {
-                Ok(list) if list.len() == 1 => Check::pass(
-                    "credentials.destination",
-                    label,
-                    format!("cluster {} is configured", list[0].name),
-                ),
-                Ok(_) => Check::fail(
-                    "credentials.destination",
-                    label,
-                    "several clusters are configured and the destination names none",
-                    "name the cluster in the destination (`cluster:`)",
-                ),
-                Err(e) => Check::fail(
-                    "credentials.destination",
-                    label,
-                    e.to_string(),
-                    "configure the cluster in [[kube.clusters]]",
-                ),
-            }]
+        Dest::Kube {
+            cluster,
+            namespace,
+            secret,
+            restart,
+            ..
+        } => {
+            crate::actions::kube::preflight::secret_destination(
+                ctx,
+                cluster.as_deref(),
+                namespace,
+                secret,
+                *restart,
+            )
+            .await
         }
         Dest::EnvFile { path, .. } => {
             let dir = std::path::Path::new(path)

@@ -10,7 +10,7 @@
 //! concurrently, and one cluster's failure does not stop the others.
 
 pub mod admission;
-mod preflight;
+pub(crate) mod preflight;
 pub mod running;
 pub mod secret;
 

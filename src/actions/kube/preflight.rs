@@ -192,6 +192,55 @@ pub(super) async fn rotate_secret(ctx: &ActionCtx, inputs: &Value) -> Vec<Check>
     out
 }
 
+/// A `credentials.rotate` destination in a Kubernetes Secret: the same writes as
+/// `kube.rotate_secret` (read and replace the Secret, restart what mounts it).
+pub(crate) async fn secret_destination(
+    ctx: &ActionCtx,
+    cluster: Option<&str>,
+    namespace: &str,
+    name: &str,
+    restart: bool,
+) -> Vec<Check> {
+    let inputs = serde_json::json!({ "cluster": cluster });
+    per_cluster(ctx, &inputs, "credentials.rotate", |cfg| {
+        let c = cfg.name.as_str();
+        let mut ops = vec![
+            (
+                Op::new(c, "get", "", "secrets").ns(namespace),
+                "reading the Secret (and its rotation key)",
+            ),
+            (
+                Op::new(c, "update", "", "secrets").ns(namespace),
+                "writing the new credential",
+            ),
+        ];
+        if restart {
+            for resource in ["deployments", "statefulsets", "daemonsets"] {
+                ops.push((
+                    Op::new(c, "list", "apps", resource).ns(namespace),
+                    "finding the workloads that use the Secret",
+                ));
+                ops.push((
+                    Op::new(c, "patch", "apps", resource).ns(namespace),
+                    "the rollout restart of a workload using the Secret",
+                ));
+            }
+        }
+        Needs {
+            ops,
+            namespace: Some(NsNeed {
+                name: namespace.to_string(),
+                impact: Impact::Blocks,
+                why: "the destination Secret lives there",
+                from: "the destination's `namespace`",
+            }),
+            secret: Some((namespace.to_string(), name.to_string())),
+            checks: Vec::new(),
+        }
+    })
+    .await
+}
+
 // ---- the checks -----------------------------------------------------------------------
 
 fn bad_inputs(action: &str, e: &ActionError) -> Check {
