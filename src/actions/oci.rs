@@ -15,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use super::preflight::Check;
 use super::{
     Action, ActionCtx, ActionError, ActionOutput, Probe, bool_input, opt_str_input, str_input,
 };
@@ -26,6 +27,10 @@ use crate::net::oci::{
     validate_tag,
 };
 use crate::playbook::{ActionSpec, InputSpec, InputType};
+
+#[path = "oci_preflight.rs"]
+mod oci_preflight;
+use oci_preflight::Kind;
 
 pub fn actions() -> Vec<Arc<dyn Action>> {
     vec![
@@ -179,11 +184,14 @@ fn oci_credential(config: &Config, inputs: &Value) -> Option<String> {
 /// The `Action` impl of a read-only action with an inherent `read`: `run` and `plan` are the
 /// same read (reads are allowed in rehearsals), and there is no effect to reconcile.
 macro_rules! read_only_action {
-    ($t:ty, $spec:expr) => {
+    ($t:ty, $spec:expr, $kind:expr) => {
         #[async_trait]
         impl Action for $t {
             fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
                 oci_credential(config, inputs)
+            }
+            async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+                oci_preflight::checks($kind, ctx, inputs).await
             }
             fn spec(&self) -> &'static ActionSpec {
                 &$spec
@@ -391,7 +399,7 @@ impl Resolve {
     }
 }
 
-read_only_action!(Resolve, RESOLVE);
+read_only_action!(Resolve, RESOLVE, Kind::Resolve);
 
 // ---- oci.quarantine_tag --------------------------------------------------------------
 
@@ -401,6 +409,10 @@ pub struct QuarantineTag;
 impl Action for QuarantineTag {
     fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
         oci_credential(config, inputs)
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        oci_preflight::checks(Kind::QuarantineTag, ctx, inputs).await
     }
 
     fn spec(&self) -> &'static ActionSpec {
@@ -584,6 +596,10 @@ impl Action for Untag {
         oci_credential(config, inputs)
     }
 
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        oci_preflight::checks(Kind::Untag, ctx, inputs).await
+    }
+
     fn spec(&self) -> &'static ActionSpec {
         &UNTAG
     }
@@ -746,7 +762,7 @@ impl ListReferrers {
     }
 }
 
-read_only_action!(ListReferrers, REFERRERS);
+read_only_action!(ListReferrers, REFERRERS, Kind::ListReferrers);
 
 // ---- oci.delete_manifest (destructive) -----------------------------------------------
 
@@ -756,6 +772,10 @@ pub struct DeleteManifest;
 impl Action for DeleteManifest {
     fn credential(&self, config: &Config, inputs: &Value) -> Option<String> {
         oci_credential(config, inputs)
+    }
+
+    async fn preflight(&self, ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
+        oci_preflight::checks(Kind::DeleteManifest, ctx, inputs).await
     }
 
     fn spec(&self) -> &'static ActionSpec {

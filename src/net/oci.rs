@@ -31,6 +31,11 @@
 //! * Live helpers: [`OciClient::ensure_blob`] (HEAD, then POST + PUT, see below) with
 //!   [`OciClient::ensure_blob_plan`]; [`OciClient::untag`] → [`UntagOutcome`] with
 //!   [`OciClient::untag_plan`] → [`UntagPlan`]; [`dummy_manifest`] is the exact fallback body.
+//! * Preflight reads (GET/HEAD/OPTIONS only, any status answered with its headers):
+//!   [`OciClient::read_answer`] → [`ReadAnswer`] (`allow()`, `challenges()`),
+//!   [`OciClient::ping`], [`OciClient::manifest_options`], [`OciClient::referrers_answer`];
+//!   [`OciClient::token_grant`] asks a Bearer realm for an explicit scope and reads the
+//!   token's JWT `access` claim ([`jwt_access`], [`granted_actions`]) without keeping it.
 //!
 //! # Untag
 //!
@@ -82,6 +87,14 @@
 //!   once the last tag is gone, and `404 NAME_UNKNOWN` for an unknown repository.
 //! * Every answer carries `Docker-Distribution-Api-Version: registry/2.0`; `GET /v2/` → `200
 //!   {}` without auth.
+//! * **OPTIONS** `/v2/<name>/manifests/<ref>` → `200`, empty body, `Allow: DELETE, GET, HEAD,
+//!   PUT` — for any reference, an unknown tag or repository included (the route's methods,
+//!   not the object's). In read-only mode (`storage.maintenance.readonly.enabled: true`) →
+//!   `Allow: GET, HEAD` (`blobs/uploads/` too; normally `DELETE, GET, HEAD, PATCH, POST,
+//!   PUT`). With `storage.delete.enabled: false` the manifest `Allow` still lists DELETE, and
+//!   the DELETE itself answers `405 {"errors":[{"code":"UNSUPPORTED",…}]}`. `OPTIONS /v2/`
+//!   answers like `GET /v2/` (`200 {}`, no `Allow`); `OPTIONS …/referrers/<digest>` → the
+//!   plain-text 404.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -717,6 +730,107 @@ fn basic_header(username: &str, password: &SecretString) -> SecretString {
 
 fn bearer_header(token: &SecretString) -> SecretString {
     SecretString::from(format!("Bearer {}", token.expose_secret()))
+}
+
+/// One entry of a registry token's `access` claim (the distribution token spec:
+/// `{"type":"repository","name":"team/app","actions":["pull","push"]}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAccess {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub actions: Vec<String>,
+}
+
+/// What a token endpoint issued for a scope. The token itself is never kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenGrant {
+    /// The scope asked for.
+    pub scope: String,
+    /// The token's `access` claim when it is a JWT that carries one (an empty list grants
+    /// nothing); `None` for opaque tokens, whose grants cannot be read.
+    pub access: Option<Vec<TokenAccess>>,
+    pub expires_in: Duration,
+}
+
+/// The `access` claim of a JWT (`header.payload.signature`, payload base64url), read
+/// without verifying the signature: only to report what the issuer granted, never to
+/// trust it. `None` when `token` is not a JWT or has no `access` array.
+pub fn jwt_access(token: &str) -> Option<Vec<TokenAccess>> {
+    use base64::Engine as _;
+    let mut parts = token.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    let access = claims.get("access")?.as_array()?;
+    Some(
+        access
+            .iter()
+            .filter_map(|a| serde_json::from_value::<TokenAccess>(a.clone()).ok())
+            .collect(),
+    )
+}
+
+/// The actions `access` grants on repository `repo` (`*` grants every action).
+pub fn granted_actions(access: &[TokenAccess], repo: &str) -> Vec<String> {
+    let mut out: Vec<String> = access
+        .iter()
+        .filter(|a| a.kind == "repository" && a.name == repo)
+        .flat_map(|a| a.actions.iter().cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A read's answer of any status, with its headers: what preflight inspects (`Allow`,
+/// `WWW-Authenticate`). The body is scrubbed of secrets and cut short.
+#[derive(Clone, Debug)]
+pub struct ReadAnswer {
+    pub method: String,
+    pub url: String,
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl ReadAnswer {
+    /// A header's value (several values of one header joined with `, `).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let v: Vec<&str> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!v.is_empty()).then(|| v.join(", "))
+    }
+
+    /// The challenges of every `WWW-Authenticate` header.
+    pub fn challenges(&self) -> Vec<Challenge> {
+        self.headers
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(parse_challenges)
+            .collect()
+    }
+
+    /// The methods of the `Allow` header, upper-cased; `None` without one.
+    pub fn allow(&self) -> Option<Vec<String>> {
+        self.header("allow").map(|v| {
+            v.split(',')
+                .map(|m| m.trim().to_ascii_uppercase())
+                .filter(|m| !m.is_empty())
+                .collect()
+        })
+    }
 }
 
 struct CachedToken {
@@ -1976,6 +2090,119 @@ impl OciClient {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Preflight reads: any status answered, headers kept; never a mutating method
+// ---------------------------------------------------------------------------------------
+
+impl OciClient {
+    /// `GET`/`HEAD`/`OPTIONS` of `path` (relative to the registry root), answered whatever
+    /// the status. `authenticated`: with the configured credential and one challenge round,
+    /// as [`Self::send`]; otherwise bare, to read the registry's own challenge. Any other
+    /// method is refused: preflight must never change the registry.
+    pub async fn read_answer(
+        &self,
+        method: &str,
+        path: &str,
+        accept: Option<&str>,
+        authenticated: bool,
+    ) -> Result<ReadAnswer, OciError> {
+        let method = method.to_ascii_uppercase();
+        if !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS") {
+            return Err(OciError::Unsupported(format!(
+                "{method} is not a read: preflight sends only GET, HEAD and OPTIONS"
+            )));
+        }
+        let mut rec = RequestRecord::new(&method, self.url(path));
+        if let Some(a) = accept {
+            rec = rec.with_header("accept", a);
+        }
+        let a = if authenticated {
+            self.exchange(&rec).await?
+        } else {
+            self.send_raw(&rec, None).await?
+        };
+        Ok(ReadAnswer {
+            method,
+            url: rec.url,
+            status: a.status,
+            body: http::truncate_chars(&self.scrub(&a.body), http::ERROR_BODY_LIMIT),
+            headers: a.headers,
+        })
+    }
+
+    /// `GET /v2/`: reachability and (bare) the registry's auth challenge.
+    pub async fn ping(&self, authenticated: bool) -> Result<ReadAnswer, OciError> {
+        self.read_answer("GET", "v2/", None, authenticated).await
+    }
+
+    /// `OPTIONS /v2/<repo>/manifests/<reference>` (authenticated): distribution answers 200
+    /// with `Allow` listing the methods the route serves — `DELETE, GET, HEAD, PUT`, or
+    /// `GET, HEAD` in read-only mode.
+    pub async fn manifest_options(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<ReadAnswer, OciError> {
+        validate_repo(repo)?;
+        validate_target(reference)?;
+        self.read_answer(
+            "OPTIONS",
+            &format!("v2/{repo}/manifests/{reference}"),
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// `GET /v2/<repo>/referrers/<digest>` (authenticated), answered whatever the status.
+    pub async fn referrers_answer(&self, repo: &str, digest: &str) -> Result<ReadAnswer, OciError> {
+        validate_repo(repo)?;
+        validate_digest(digest)?;
+        self.read_answer(
+            "GET",
+            &format!("v2/{repo}/referrers/{digest}"),
+            Some(MEDIA_OCI_INDEX),
+            true,
+        )
+        .await
+    }
+
+    /// Asks the token endpoint of the Bearer `challenge` for `scope` (with the configured
+    /// Basic credentials, else anonymously) and reads what the token grants. The token is
+    /// neither cached nor returned.
+    pub async fn token_grant(
+        &self,
+        challenge: &Challenge,
+        scope: &str,
+    ) -> Result<TokenGrant, OciError> {
+        let mut ch = challenge.clone();
+        ch.params.insert("scope".into(), scope.to_string());
+        let t = self.fetch_token(&ch, None).await?;
+        Ok(TokenGrant {
+            scope: scope.to_string(),
+            access: jwt_access(t.token.expose_secret()),
+            expires_in: t.expires_in,
+        })
+    }
+
+    /// Which kind of credential the client sends: `anonymous`, `basic` or `bearer`.
+    pub fn auth_scheme(&self) -> &'static str {
+        match &self.auth {
+            OciAuth::Anonymous => "anonymous",
+            OciAuth::Basic { .. } => "basic",
+            OciAuth::Bearer { .. } => "bearer",
+        }
+    }
+
+    /// The `access` claim of the configured static bearer token, when it is a JWT with one.
+    pub fn static_token_access(&self) -> Option<Vec<TokenAccess>> {
+        match &self.auth {
+            OciAuth::Bearer { token } => jwt_access(token.expose_secret()),
+            _ => None,
+        }
+    }
+}
+
 struct FetchedToken {
     token: SecretString,
     expires_in: Duration,
@@ -2964,5 +3191,68 @@ mod tests {
         );
         let tag = format!("{}.sig", referrers_tag(D1).unwrap());
         assert_eq!(r.cosign, vec![(tag, sha256_digest(sig.as_bytes()))]);
+    }
+
+    #[tokio::test]
+    async fn preflight_reads_refuse_writes_and_read_token_grants_without_keeping_them() {
+        use base64::Engine as _;
+        let enc = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let jwt = format!(
+            "{}.{}.c2lnLXNlY3JldA",
+            enc(r#"{"alg":"none"}"#),
+            enc(r#"{"access":[{"type":"repository","name":"team/app","actions":["pull"]}]}"#)
+        );
+        let tok = jwt.clone();
+        let f = fake(move |req, base| match req.path() {
+            "/token" => resp(200, &format!(r#"{{"token":"{tok}"}}"#)),
+            "/v2/" if req.header("authorization").is_none() => resp(401, "{}").h(
+                "www-authenticate",
+                &format!(r#"Bearer realm="{base}/token",service="svc""#),
+            ),
+            _ => resp(200, "").h("allow", "GET, HEAD"),
+        })
+        .await;
+        let c = client(&f.base, basic("alice", "pw-Q7"));
+        for m in ["PUT", "POST", "PATCH", "DELETE", "delete"] {
+            let e = c.read_answer(m, "v2/", None, true).await.unwrap_err();
+            assert!(matches!(e, OciError::Unsupported(_)), "{m}: {e:?}");
+        }
+        assert!(f.requests().is_empty(), "nothing was sent for a write");
+
+        let bare = c.ping(false).await.unwrap();
+        assert_eq!(bare.status, 401);
+        let chs = bare.challenges();
+        assert_eq!(chs[0].scheme, "bearer");
+        let g = c
+            .token_grant(&chs[0], "repository:team/app:pull,push")
+            .await
+            .unwrap();
+        assert_eq!(g.scope, "repository:team/app:pull,push");
+        let access = g.access.clone().unwrap();
+        assert_eq!(granted_actions(&access, "team/app"), ["pull"]);
+        assert!(granted_actions(&access, "team/other").is_empty());
+        assert!(!format!("{g:?}").contains("c2lnLXNlY3JldA"));
+        let asked = f.requests();
+        let t = asked.iter().find(|r| r.path() == "/token").unwrap();
+        assert_eq!(t.query("scope"), ["repository:team/app:pull,push"]);
+        assert_eq!(t.query("service"), ["svc"]);
+        assert!(
+            t.header("authorization")
+                .is_some_and(|a| a.starts_with("Basic "))
+        );
+
+        let o = c.manifest_options("team/app", "v1").await.unwrap();
+        assert_eq!(o.method, "OPTIONS");
+        assert_eq!(o.allow().unwrap(), ["GET", "HEAD"]);
+        assert!(c.manifest_options("team/app", "-bad").await.is_err());
+        assert_eq!(c.auth_scheme(), "basic");
+        assert_eq!(c.static_token_access(), None);
+        let s = client(
+            &f.base,
+            OciAuth::Bearer {
+                token: SecretString::from(jwt),
+            },
+        );
+        assert_eq!(s.static_token_access().unwrap(), access);
     }
 }

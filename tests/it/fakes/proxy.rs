@@ -16,7 +16,9 @@ pub async fn start(upstream: &str) -> FakeServer {
     FakeServer::start(move |req: &Request| forward(&upstream, req)).await
 }
 
-fn forward(upstream: &str, req: &Request) -> Response {
+/// Sends `req` to `upstream` as is and returns its answer (502 when it cannot): for fakes
+/// that put their own behaviour (auth, say) in front of a real registry.
+pub fn forward(upstream: &str, req: &Request) -> Response {
     match try_forward(upstream, req) {
         Ok(r) => r,
         Err(e) => Response::text(502, "text/plain", format!("proxy: {e}")),

@@ -2,7 +2,8 @@
 //! integration tests.
 //!
 //! `Registry::start()` writes a config into a temp dir — filesystem storage in the temp dir,
-//! `storage.delete.enabled: true`, upload purging off, JSON log formatter, access log on —
+//! `storage.delete.enabled: true`, upload purging off, JSON log formatter, access log on;
+//! [`Registry::restart`] switches read-only mode on or off over the same storage —
 //! starts `tests/registry/dist/usr/bin/docker-registry serve <config.yml>` on a free
 //! 127.0.0.1 port and waits until `GET /v2/` answers 200. The child is killed on drop.
 //! The binary is `$RECALL_REGISTRY_BIN`, else under `CARGO_MANIFEST_DIR`, else next to this
@@ -150,31 +151,10 @@ impl Registry {
             .tempdir()
             .map_err(|e| format!("tempdir: {e}"))?;
         let port = free_port()?;
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).map_err(|e| format!("data dir: {e}"))?;
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n\
-             http:\n  addr: 127.0.0.1:{port}\n  secret: recall-test-upload-secret\n",
-            data.display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
+        std::fs::create_dir_all(dir.path().join("data")).map_err(|e| format!("data dir: {e}"))?;
         let access_log = dir.path().join("access.log");
         let app_log = dir.path().join("registry.log");
-        let out = std::fs::File::create(&access_log).map_err(|e| format!("access log: {e}"))?;
-        let err = std::fs::File::create(&app_log).map_err(|e| format!("app log: {e}"))?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .arg(&config_path)
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+        let child = spawn(bin, dir.path(), port, false)?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -187,20 +167,57 @@ impl Registry {
             app_log,
             http,
         };
+        r.wait_ready().await?;
+        Ok(r)
+    }
+
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(Some(status)) = r.child.try_wait() {
-                return Err(format!("exited with {status}:\n{}", r.log_text()));
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status}:\n{}", self.log_text()));
             }
-            let ping = r.http.get(format!("{}/v2/", r.base_url())).send().await;
+            let ping = self
+                .http
+                .get(format!("{}/v2/", self.base_url()))
+                .send()
+                .await;
             if matches!(&ping, Ok(p) if p.status().is_success()) {
-                return Ok(r);
+                return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("no answer on /v2/ after 20 s:\n{}", r.log_text()));
+                return Err(format!(
+                    "no answer on /v2/ after 20 s:\n{}",
+                    self.log_text()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Stops the registry and starts it again on the same port and storage, in read-only
+    /// mode (`storage.maintenance.readonly.enabled: true`) or not. Seed first, then turn it
+    /// read-only: 2.8.2 then serves manifests with `OPTIONS … Allow: GET, HEAD` and refuses
+    /// writes. The logs go on (appended), so [`Self::mark`] keeps working across restarts.
+    pub async fn restart(&mut self, read_only: bool) -> Result<(), String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let bin = registry_bin();
+        let mut last = String::new();
+        for _ in 0..3 {
+            match spawn(&bin, self.dir.path(), self.port, read_only) {
+                Ok(child) => {
+                    self.child = child;
+                    match self.wait_ready().await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => last = e,
+                    }
+                }
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(format!("registry did not restart: {last}"))
     }
 
     /// `127.0.0.1:PORT`.
@@ -494,6 +511,40 @@ impl Registry {
         let status = r.status().as_u16();
         Ok((status, r.text().await.unwrap_or_default()))
     }
+}
+
+/// Writes `config.yml` into `dir` (storage in `dir/data`, deletes enabled, optionally
+/// read-only) and starts the registry, appending to `access.log` / `registry.log`.
+fn spawn(bin: &Path, dir: &Path, port: u16, read_only: bool) -> Result<Child, String> {
+    let data = dir.join("data");
+    let config = format!(
+        "version: 0.1\n\
+         log:\n  level: info\n  formatter: json\n  accesslog:\n    disabled: false\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  \
+         maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: {read_only}\n\
+         http:\n  addr: 127.0.0.1:{port}\n  secret: recall-test-upload-secret\n",
+        data.display()
+    );
+    let config_path = dir.join("config.yml");
+    std::fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
+    let append = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let out = append("access.log")?;
+    let err = append("registry.log")?;
+    Command::new(bin)
+        .arg("serve")
+        .arg(&config_path)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))
 }
 
 fn only_mutating(reqs: Vec<(String, String)>) -> Vec<(String, String)> {
