@@ -1264,8 +1264,9 @@ async fn preflight_checks(
             format!("Recall's token for {}", reg.label),
             format!("{}: no token is set", reg.source),
             format!(
-                "create an API token with the `{scope}` endpoint scope for `{krate}` at {} and set it in the environment variable named by [crates] token_env (or a file named by token_file)",
-                reg.tokens_page()
+                "create an API token with the `{scope}` endpoint scope for `{krate}` at {} and give it to Recall through {} ([crates] token_env / token_file)",
+                reg.tokens_page(),
+                reg.source
             ),
         )),
         Some(own) => match reg.client.token_state(own).await {

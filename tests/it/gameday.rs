@@ -267,3 +267,260 @@ fn bad_game_day_targets_name_the_problem() {
     let r = recall.run(&["gameday", "report", "inc-nope"]);
     assert_eq!(r.code, Some(2), "{r:?}");
 }
+
+// ---- acceptance: the four classic gaps, found exactly, and their absence --------------
+
+use crate::fakes::crates::FakeCrates;
+use crate::fakes::kube::FakeKube;
+use crate::support::registry::Registry;
+use crate::support::verdaccio::Verdaccio;
+
+const KUBE_TOKEN: &str = "gameday-kube-token";
+
+/// One containment step per system: deprecate on npm, yank on crates.io, deny at
+/// Kubernetes admission, pull the tag from rotation in the OCI registry.
+const ACCEPTANCE: &str = r#"name: gameday-acceptance
+description: one containment step on each system
+params:
+  image: {type: string, required: true}
+  digest: {type: string, required: true}
+steps:
+  - id: deprecate
+    uses: npm.deprecate
+    with: { package: gd-pkg, version: "1.0.1", message: "1.0.1 is compromised; use 1.0.0" }
+  - id: yank
+    uses: crates.yank
+    with: { crate: gd-crate, version: "0.3.1", message: "compromised" }
+  - id: deny
+    uses: kube.admission_deny
+    with:
+      cluster: prod
+      digests: ["${{ params.digest }}"]
+      image: ${{ params.image }}
+  - id: untag
+    uses: oci.untag
+    with: { image: "${{ params.image }}", tag: "1.0.1", digest: "${{ params.digest }}" }
+"#;
+
+async fn readonly_npm_token(v: &Verdaccio, user: &str, password: &str) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/-/npm/v1/tokens", v.url))
+        .basic_auth(user, Some(password))
+        .json(&json!({ "password": password, "readonly": true, "cidr_whitelist": [] }))
+        .send()
+        .await
+        .expect("create read-only token");
+    assert!(r.status().is_success(), "{}", r.status());
+    let body: Value = r.json().await.expect("token json");
+    body["token"].as_str().expect("token").to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_game_day_finds_exactly_the_gaps_with_their_fixes_and_passes_once_fixed() {
+    // npm: a maintainer with a read-write and a read-only token; 1.0.1 is the bad release.
+    let npm = Verdaccio::start().await;
+    let rw = npm.add_user("gd-maintainer", "gd-password-1").await;
+    npm.publish(&rw, "gd-pkg", "1.0.0").await;
+    npm.publish(&rw, "gd-pkg", "1.0.1").await;
+    let ro = readonly_npm_token(&npm, "gd-maintainer", "gd-password-1").await;
+    // crates.io: the crate and its bad version; Recall's token exists only in the good run.
+    let crates = FakeCrates::start().await;
+    let owner = crates.add_user("gd-owner");
+    crates.add_token(owner, "recall", "cio-gameday-token");
+    crates.add_crate("gd-crate", owner);
+    crates.add_version("gd-crate", "0.3.0", "2026-11-01T00:00:00Z");
+    crates.add_version("gd-crate", "0.3.1", "2026-11-27T00:00:00Z");
+    // Kubernetes: one cluster with Recall's namespace.
+    let kube = FakeKube::start("prod", KUBE_TOKEN).await;
+    kube.add_namespace("recall-system", &[]);
+    // OCI: the real distribution registry with the bad image.
+    let mut reg = Registry::start().await.expect("registry");
+    let img = reg.seed_image("gd/app", "1.0.1").await.expect("seed");
+    let image = format!("{}/gd/app", reg.host());
+
+    let mut recall = Recall::new("");
+    let kc = recall.dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kc, "prod");
+    let reg_host = reg.host();
+    let config = |token_env: &str, crates_env: &str| {
+        format!(
+            "[npm]\nregistry = \"{npm}\"\ntoken_env = \"{token_env}\"\ntimeout = \"10s\"\n\n\
+             [crates]\napi = \"{crates}\"\ntoken_env = \"{crates_env}\"\ntimeout = \"5s\"\n\n\
+             [oci]\ninsecure = [\"{host}\"]\ntimeout = \"10s\"\n\n\
+             [kube]\ntimeout = \"5s\"\n[[kube.clusters]]\nname = \"prod\"\nkubeconfig = \"{kc}\"\ncontext = \"prod\"\n\n\
+             [groups]\nrelease-admins = [\"alice\", \"bob\"]\n",
+            npm = npm.url,
+            crates = crates.url(),
+            host = reg_host,
+            kc = kc.display()
+        )
+    };
+    let pb = recall.dir.path().join("acceptance.yaml");
+    std::fs::write(&pb, ACCEPTANCE).expect("playbook");
+    let pb = pb.display().to_string();
+    let img_param = format!("image={image}");
+    let digest_param = format!("digest={}", img.digest);
+    let args = [
+        "gameday",
+        "run",
+        pb.as_str(),
+        "--param",
+        img_param.as_str(),
+        "--param",
+        digest_param.as_str(),
+        "--json",
+        "--out",
+        ".",
+    ];
+    let run = |r: &Recall| {
+        let out = r.run(&args);
+        let report: Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("report json ({e}): {out:?}"));
+        (out, report)
+    };
+
+    // ---- the gaps: a read-only npm token, no crates token, a role without patch on
+    // ConfigMaps, a registry that refuses tag deletion (read-only mode).
+    kube.forbid_in("patch", "", "configmaps", "recall-system");
+    reg.restart(true).await.expect("read-only registry");
+    let (npm_mark, reg_mark) = (npm.mark(), reg.mark());
+    std::fs::write(&recall.config, config("GD_NPM_RO", "GD_CRATES_UNSET")).expect("config");
+    recall.env.push(("GD_NPM_RO".into(), ro.clone()));
+    let (out, report) = run(&recall);
+    assert_eq!(out.code, Some(4), "{out:?}");
+    let failing: Vec<(String, String)> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["severity"] != "unknown")
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap_or("").to_string(),
+                f["step"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failing,
+        vec![
+            ("npm.token.write".to_string(), "deprecate".to_string()),
+            ("crates.credential".to_string(), "yank".to_string()),
+            ("kube.rbac".to_string(), "deny".to_string()),
+            ("oci.methods".to_string(), "untag".to_string()),
+        ],
+        "exactly the four gaps, in playbook order: {:#}",
+        report["findings"]
+    );
+    let by = |check: &str| {
+        report["findings"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["check"] == check))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert!(
+        by("npm.token.write")["evidence"]
+            .as_str()
+            .unwrap_or("")
+            .contains("readonly: true")
+    );
+    assert!(
+        by("npm.token.write")["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("read-write")
+    );
+    assert!(
+        by("crates.credential")["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("GD_CRATES_UNSET")
+    );
+    assert!(
+        by("kube.rbac")["subject"]
+            .as_str()
+            .unwrap_or("")
+            .contains("patch configmaps"),
+        "{}",
+        by("kube.rbac")
+    );
+    assert!(
+        by("kube.rbac")["fix"]
+            .as_str()
+            .unwrap_or("")
+            .contains("patch"),
+        "{}",
+        by("kube.rbac")
+    );
+    assert!(
+        by("oci.methods")["evidence"]
+            .as_str()
+            .unwrap_or("")
+            .contains("GET, HEAD"),
+        "{}",
+        by("oci.methods")
+    );
+    for f in [
+        "npm.token.write",
+        "crates.credential",
+        "kube.rbac",
+        "oci.methods",
+    ] {
+        assert_eq!(by(f)["blocks_containment"], true, "{f}");
+        assert!(
+            !by(f)["fix"].as_str().unwrap_or("").is_empty(),
+            "{f} has a fix"
+        );
+    }
+    // Nothing mutating reached any server, preflight included.
+    assert_eq!(
+        npm.mutating_requests_since(npm_mark),
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(
+        reg.mutating_requests_since(reg_mark),
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(crates.server().mutating_calls(), 0);
+    assert_eq!(kube.mutations(), 0);
+
+    // ---- fixed: a read-write token, Recall's crates token, full RBAC, a writable registry.
+    kube.allow_all();
+    reg.restart(false).await.expect("writable registry");
+    let (npm_mark, reg_mark) = (npm.mark(), reg.mark());
+    std::fs::write(&recall.config, config("GD_NPM_RW", "GD_CRATES")).expect("config");
+    recall.env.push(("GD_NPM_RW".into(), rw.clone()));
+    recall
+        .env
+        .push(("GD_CRATES".into(), "cio-gameday-token".into()));
+    let (out, report) = run(&recall);
+    assert_eq!(out.code, Some(0), "{out:?}\n{:#}", report["findings"]);
+    assert_eq!(report["verdict"], "would_contain");
+    assert!(
+        report["findings"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|f| f["severity"] == "unknown")),
+        "only unknowns remain: {:#}",
+        report["findings"]
+    );
+    // The would-send requests are the containment itself.
+    let sends: Vec<String> = report["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["items"].as_array().cloned().unwrap_or_default())
+        .flat_map(|i| i["would_send"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["method"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(sends.iter().any(|m| m == "PUT"), "{sends:?}");
+    assert_eq!(
+        npm.mutating_requests_since(npm_mark),
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(
+        reg.mutating_requests_since(reg_mark),
+        Vec::<(String, String)>::new()
+    );
+    assert_eq!(crates.server().mutating_calls(), 0);
+    assert_eq!(kube.mutations(), 0);
+}

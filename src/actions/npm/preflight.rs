@@ -37,7 +37,7 @@ pub(crate) async fn checks(ctx: &ActionCtx, need: Need<'_>) -> Vec<Check> {
                 "npm.credential",
                 format!("npm token for {reg}"),
                 format!("{source}: no token is set"),
-                "create a publish token for the account that maintains the package (`npm token create`, or a granular token with Read and write on it) and set it in the environment variable named by [npm] token_env (or a file named by token_file)",
+                format!("create a publish token for the account that maintains the package (`npm token create`, or a granular token with Read and write on it) and give it to Recall through {source}"),
             ));
             None
         }
