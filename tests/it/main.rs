@@ -14,6 +14,7 @@ mod crates_pypi_clients;
 mod credentials_flow;
 mod faults;
 mod fencing;
+mod gameday_schedule;
 mod github_fake;
 mod github_flow;
 mod github_seal;
