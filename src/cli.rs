@@ -453,7 +453,10 @@ pub async fn run(cli: Cli) -> Result<u8, CliError> {
             }
             crate::serve::serve(Arc::new(config), env.store.clone())
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))?;
+                .map_err(|e| match e {
+                    crate::serve::ServeError::Invalid(m) => CliError::Usage(format!("config: {m}")),
+                    e => CliError::Failed(e.to_string()),
+                })?;
             Ok(0)
         }
         Command::Incident(IncidentCmd::List { json }) => {

@@ -34,6 +34,110 @@ pub struct Config {
     pub auth: AuthConfig,
     pub github: GitHubConfig,
     pub credentials: CredentialsConfig,
+    /// `[[gameday]]`: game days `recall serve` runs on a schedule.
+    pub gameday: Vec<GamedayConfig>,
+}
+
+/// `[[gameday]]`: a game day `recall serve` runs on a cron schedule (UTC), posting the
+/// report's summary to Slack. Checked at load (name, cron); the target must resolve when
+/// `recall serve` starts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GamedayConfig {
+    /// Unique; the rehearsal is started by `game-day:<name>`.
+    pub name: String,
+    /// A scenario or playbook, name or file, as `recall gameday run` takes it.
+    pub target: String,
+    /// Params (strings, numbers, booleans or lists of strings); override a scenario's.
+    pub params: BTreeMap<String, toml::Value>,
+    /// `minute hour day-of-month month day-of-week`, UTC (see `gameday::schedule`).
+    pub cron: String,
+    /// Slack channel for the summary; default `[slack] channel`.
+    pub channel: Option<String>,
+    pub enabled: bool,
+}
+
+impl Default for GamedayConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            target: String::new(),
+            params: BTreeMap::new(),
+            cron: String::new(),
+            channel: None,
+            enabled: true,
+        }
+    }
+}
+
+impl GamedayConfig {
+    /// The params as `KEY=VALUE` strings (what `--param` gives): a list becomes its JSON
+    /// array, which a `list` param takes as is. Validated at load, so nothing is dropped.
+    pub fn raw_params(&self) -> Vec<(String, String)> {
+        self.params
+            .iter()
+            .filter_map(|(k, v)| param_text(v).map(|t| (k.clone(), t)))
+            .collect()
+    }
+}
+
+fn param_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .map(|l| serde_json::Value::from(l).to_string()),
+        _ => None,
+    }
+}
+
+/// Names are unique; each entry has a target and a cron expression that parses.
+fn validate_gamedays(list: &[GamedayConfig]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, g) in list.iter().enumerate() {
+        if g.name.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "[[gameday]] #{}: name is required",
+                i + 1
+            )));
+        }
+        let who = format!("[[gameday]] {:?}", g.name);
+        if !seen.insert(g.name.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "{who}: name {:?} is used by another [[gameday]] entry",
+                g.name
+            )));
+        }
+        if g.target.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{who}: target is required (a scenario or playbook, name or file)"
+            )));
+        }
+        if g.cron.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{who}: cron is required (minute hour day-of-month month day-of-week, UTC)"
+            )));
+        }
+        crate::gameday::schedule::Cron::parse(&g.cron)
+            .map_err(|e| ConfigError::Invalid(format!("{who}: cron {:?}: {e}", g.cron)))?;
+        if g.channel.as_deref().is_some_and(|c| c.trim().is_empty()) {
+            return Err(ConfigError::Invalid(format!(
+                "{who}: channel is empty (leave it out for [slack] channel)"
+            )));
+        }
+        for (k, v) in &g.params {
+            if param_text(v).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "{who}: params.{k}: expected a string, a number, a boolean or a list of strings"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `[server]`: `recall serve`.
@@ -606,6 +710,7 @@ impl Config {
                 cfg.slack.thread_mode
             )));
         }
+        validate_gamedays(&cfg.gameday)?;
         if cfg.engine.concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "engine.concurrency must be >= 1".into(),
@@ -721,5 +826,79 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.groups_of("alice"), vec!["release-admins".to_string()]);
+    }
+
+    #[test]
+    fn gameday_entries_are_checked_at_load() {
+        let ok = Config::parse(
+            "c.toml",
+            r#"
+[[gameday]]
+name = "nightly"
+target = "ua-parser-js-2021"
+cron = "0 3 * * mon-fri"
+channel = "C0GAMEDAYS"
+params = { package = "left-pad", versions = ["1.0.0", "1.0.1"], retries = 2, live = false }
+
+[[gameday]]
+name = "weekly"
+target = "playbooks/mine.yaml"
+cron = "30 4 * * 0"
+enabled = false
+"#,
+        )
+        .unwrap();
+        assert_eq!(ok.gameday.len(), 2);
+        assert!(ok.gameday[0].enabled && !ok.gameday[1].enabled);
+        assert_eq!(ok.gameday[1].channel, None);
+        assert_eq!(
+            ok.gameday[0].raw_params(),
+            vec![
+                ("live".to_string(), "false".to_string()),
+                ("package".to_string(), "left-pad".to_string()),
+                ("retries".to_string(), "2".to_string()),
+                ("versions".to_string(), r#"["1.0.0","1.0.1"]"#.to_string()),
+            ]
+        );
+        let bad = |entries: &str| {
+            Config::parse("c.toml", entries)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("accepted: {entries}"))
+        };
+        assert_eq!(
+            bad("[[gameday]]\nname = \"nightly\"\ntarget = \"x\"\ncron = \"61 * * * *\"\n"),
+            r#"config: [[gameday]] "nightly": cron "61 * * * *": minute 61 out of 0-59"#
+        );
+        let twice = "[[gameday]]\nname = \"a\"\ntarget = \"x\"\ncron = \"* * * * *\"\n";
+        let e = bad(&format!("{twice}{twice}"));
+        assert!(
+            e.contains(r#"[[gameday]] "a": name "a" is used by another"#),
+            "{e}"
+        );
+        let e = bad("[[gameday]]\ntarget = \"x\"\ncron = \"* * * * *\"\n");
+        assert!(e.contains("[[gameday]] #1: name is required"), "{e}");
+        let e = bad("[[gameday]]\nname = \"n\"\ncron = \"* * * * *\"\n");
+        assert!(e.contains(r#"[[gameday]] "n": target is required"#), "{e}");
+        let e = bad("[[gameday]]\nname = \"n\"\ntarget = \"x\"\n");
+        assert!(e.contains(r#"[[gameday]] "n": cron is required"#), "{e}");
+        let e = bad("[[gameday]]\nname = \"n\"\ntarget = \"x\"\ncron = \"* * * *\"\n");
+        assert!(e.contains("expected 5 fields"), "{e}");
+        let e = bad(
+            "[[gameday]]\nname = \"n\"\ntarget = \"x\"\ncron = \"* * * * *\"\nchannel = \" \"\n",
+        );
+        assert!(e.contains(r#""n": channel is empty"#), "{e}");
+        let e = bad(
+            "[[gameday]]\nname = \"n\"\ntarget = \"x\"\ncron = \"* * * * *\"\nparams = { x = 1.5 }\n",
+        );
+        assert!(e.contains(r#""n": params.x"#), "{e}");
+        let e = bad(
+            "[[gameday]]\nname = \"n\"\ntarget = \"x\"\ncron = \"* * * * *\"\nparams = { x = [1, 2] }\n",
+        );
+        assert!(e.contains(r#""n": params.x"#), "{e}");
+        let e = bad(
+            "[[gameday]]\nname = \"n\"\ntarget = \"x\"\ncron = \"* * * * *\"\nwhen = \"now\"\n",
+        );
+        assert!(e.contains("when"), "{e}");
     }
 }

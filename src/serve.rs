@@ -7,6 +7,10 @@
 //! supervisor starts nothing new, and in-flight drives get `[server] shutdown_grace` to
 //! finish; anything still running then is safe to cut: its attempt is on disk and the next
 //! start reconciles it (probe before resend).
+//!
+//! With `[[gameday]]` entries, a scheduler runs them on their cron schedule
+//! ([`crate::gameday::schedule`]): only the replica holding the `gameday` leader lease
+//! fires; it stops with the rest on the stop signal.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -35,6 +39,10 @@ pub enum ServeError {
     Listen { addr: String, reason: String },
     #[error("server: {0}")]
     Server(String),
+    /// The config loaded but cannot be served as it is (a `[[gameday]]` target that does
+    /// not resolve): invalid input, like a config error.
+    #[error("config: {0}")]
+    Invalid(String),
 }
 
 pub(crate) fn secret(
@@ -63,7 +71,12 @@ fn ms(s: &str, d: u64) -> Duration {
 
 pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), ServeError> {
     let registry = Arc::new(Registry::builtin());
-    let runner = Arc::new(Runner::new(store.clone(), registry, config.clone()));
+    let runner = Arc::new(Runner::new(store.clone(), registry.clone(), config.clone()));
+    // Scheduled game days drive their rehearsals with a runner of their own (another lease
+    // owner), so the supervisor's sweep never drives the same incident at the same time.
+    let gameday_runner = Arc::new(Runner::new(store.clone(), registry, config.clone()));
+    let gamedays =
+        crate::gameday::schedule::entries(&config, &gameday_runner).map_err(ServeError::Invalid)?;
     let metrics = Arc::new(Metrics::default());
     let wake_driver = Arc::new(Notify::new());
     let wake_slack = Arc::new(Notify::new());
@@ -127,6 +140,8 @@ pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), Ser
         };
         tokio::spawn(n.run(stop_rx.clone()))
     });
+    let gameday_slack = slack.as_ref().map(|app| app.client.clone());
+    let gameday_metrics = metrics.clone();
     let state = Arc::new(AppState {
         config: config.clone(),
         store: store.clone(),
@@ -157,6 +172,18 @@ pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), Ser
         })?;
     let local = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
     info!(listen = %local, "recall serve ready");
+    let scheduler_task = (!gamedays.is_empty()).then(|| {
+        let sch = crate::gameday::schedule::Scheduler {
+            entries: gamedays,
+            runner: gameday_runner,
+            slack: gameday_slack,
+            metrics: gameday_metrics,
+            lease_ttl_ms: ms(&config.engine.lease_ttl, 15_000).as_millis() as i64,
+            grace: ms(&config.server.shutdown_grace, 20_000),
+            fire_now: crate::gameday::schedule::fire_now_from_env(),
+        };
+        tokio::spawn(sch.run(stop_rx.clone()))
+    });
     // Tests and process managers read the bound address (the port may be 0 = any).
     println!("listening on {local}");
     let stop = stop_tx.clone();
@@ -169,6 +196,13 @@ pub async fn serve(config: Arc<Config>, store: Arc<dyn Store>) -> Result<(), Ser
     let _ = stop_tx.send(true);
     if let Err(e) = supervisor.await {
         error!(error = %e, "supervisor ended abnormally");
+    }
+    if let Some(t) = scheduler_task {
+        // The scheduler gives running game days the shutdown grace itself.
+        let limit = ms(&config.server.shutdown_grace, 20_000) + Duration::from_secs(5);
+        if tokio::time::timeout(limit, t).await.is_err() {
+            warn!("the game day scheduler did not stop in time");
+        }
     }
     if let Some(t) = notifier_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;

@@ -77,6 +77,11 @@ pub struct Metrics {
     pub slack_failures: Counter,
     pub slack_rejected: Counter,
     pub api_requests: Counter,
+    /// Scheduled game days run by this process, by verdict.
+    pub gameday_would_contain: Counter,
+    pub gameday_blocked: Counter,
+    /// Game days that produced no report (the target, the rehearsal or the report failed).
+    pub gameday_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -87,11 +92,24 @@ impl Default for Metrics {
             slack_failures: Counter::default(),
             slack_rejected: Counter::default(),
             api_requests: Counter::default(),
+            gameday_would_contain: Counter::default(),
+            gameday_blocked: Counter::default(),
+            gameday_errors: Counter::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Counts one scheduled game day by its report's verdict (`would_contain`, `blocked`;
+    /// anything else counts as `error`).
+    pub fn gameday_run(&self, verdict: &str) {
+        match verdict {
+            "would_contain" => self.gameday_would_contain.inc(),
+            "blocked" => self.gameday_blocked.inc(),
+            _ => self.gameday_errors.inc(),
+        }
+    }
+
     pub async fn render(&self, store: &dyn Store) -> String {
         let mut out = String::new();
         let mut by_status: std::collections::BTreeMap<(String, String), u64> = Default::default();
@@ -176,6 +194,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP recall_gameday_runs_total Scheduled game days run by this process, by verdict.\n# TYPE recall_gameday_runs_total counter"
+        );
+        for (verdict, c) in [
+            ("would_contain", &self.gameday_would_contain),
+            ("blocked", &self.gameday_blocked),
+            ("error", &self.gameday_errors),
+        ] {
+            let _ = writeln!(
+                out,
+                "recall_gameday_runs_total{{verdict=\"{verdict}\"}} {}",
                 c.get()
             );
         }

@@ -15,6 +15,7 @@ mod credentials_flow;
 mod faults;
 mod fencing;
 mod gameday;
+mod gameday_schedule;
 mod github_fake;
 mod github_flow;
 mod github_seal;

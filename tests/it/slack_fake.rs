@@ -1,6 +1,7 @@
 //! The Slack Web API contract fake ([`crate::fakes::slack`]) against plain `reqwest`: auth,
 //! messages and threads, channel resolution, Block Kit and metadata checks, ephemerals,
-//! modals and trigger ids, channel creation, rate limits, outages, response URLs; and the
+//! modals and trigger ids, channel creation and lookup (`conversations.info`/`.list`), rate
+//! limits, outages, response URLs; and the
 //! request signer against Slack's documented example and RFC 4231.
 
 use std::sync::{Arc, Mutex};
@@ -1200,4 +1201,171 @@ async fn post_signed_sends_slacks_headers() {
     assert_eq!(seen[1].header("x-slack-signature"), Some("v0=forged"));
     assert_eq!(seen[2].header("x-slack-signature"), None);
     assert_eq!(seen[2].header("x-slack-request-timestamp"), None);
+}
+
+#[tokio::test]
+async fn conversations_info_by_id_only_and_private_channels_need_membership() {
+    let slack = FakeSlack::start(TOKEN).await;
+    slack.add_channel_without_bot("C0OUTSIDE1", "outside");
+    slack.add_channel("C0ARCHIVE1", "old-incidents");
+    slack.archive_channel("C0ARCHIVE1");
+    slack.add_private_channel("G0PRIVATE1", "secret-room");
+    slack.add_private_channel("G0PRIVATE2", "not-for-the-bot");
+    slack.set_member("G0PRIVATE2", false);
+
+    let v = call(
+        &slack,
+        "conversations.info",
+        json!({"channel": DEFAULT_CHANNEL_ID}),
+    )
+    .await;
+    let c = &ok(&v)["channel"];
+    assert_eq!(c["id"], DEFAULT_CHANNEL_ID);
+    assert_eq!(c["name"], "incidents");
+    assert_eq!(c["is_member"], true);
+    assert_eq!(c["is_archived"], false);
+    assert_eq!(c["is_private"], false);
+    assert!(c.get("num_members").is_none() && c.get("locale").is_none());
+
+    // Form encoding, with the optional fields.
+    let v = call_form(
+        &slack,
+        "conversations.info",
+        &[
+            ("channel", "C0OUTSIDE1"),
+            ("include_num_members", "true"),
+            ("include_locale", "true"),
+        ],
+    )
+    .await;
+    let c = &ok(&v)["channel"];
+    assert_eq!(
+        (c["is_member"].clone(), c["num_members"].clone()),
+        (json!(false), json!(0))
+    );
+    assert_eq!(c["locale"], "en-US");
+
+    let v = call(
+        &slack,
+        "conversations.info",
+        json!({"channel": "C0ARCHIVE1"}),
+    )
+    .await;
+    assert_eq!(ok(&v)["channel"]["is_archived"], true);
+    let v = call(
+        &slack,
+        "conversations.info",
+        json!({"channel": "G0PRIVATE1"}),
+    )
+    .await;
+    assert_eq!(ok(&v)["channel"]["is_private"], true);
+
+    for channel in ["C0NOSUCH01", "incidents", "#incidents", "G0PRIVATE2", ""] {
+        let v = call(&slack, "conversations.info", json!({"channel": channel})).await;
+        assert_eq!(error(&v), "channel_not_found", "{channel:?}");
+    }
+    let v = call(&slack, "conversations.info", json!({})).await;
+    assert_eq!(error(&v), "channel_not_found");
+    assert_eq!(slack.call_count("conversations.info"), 10);
+}
+
+#[tokio::test]
+async fn conversations_list_filters_types_and_archived_and_paginates() {
+    let slack = FakeSlack::start(TOKEN).await;
+    for i in 0..25 {
+        slack.add_channel(&format!("C0PAGE{i:04}"), &format!("page-{i}"));
+    }
+    slack.archive_channel("C0PAGE0003");
+    slack.add_channel_without_bot("C0OUTSIDE1", "outside");
+    slack.add_private_channel("G0PRIVATE1", "secret-room");
+    slack.add_private_channel("G0PRIVATE2", "not-for-the-bot");
+    slack.set_member("G0PRIVATE2", false);
+
+    // Default: public channels only, archived included, one page of 100.
+    let v = call(&slack, "conversations.list", json!({})).await;
+    let names: Vec<&str> = ok(&v)["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 27, "{names:?}");
+    assert_eq!(names[0], "incidents");
+    assert!(names.contains(&"page-3") && names.contains(&"outside"));
+    assert!(!names.contains(&"secret-room"));
+    assert_eq!(v["response_metadata"]["next_cursor"], "");
+
+    // Pages of 10 through the cursor, private ones too, archived left out.
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let mut body = json!({"types": "public_channel,private_channel", "exclude_archived": true, "limit": 10});
+        if !cursor.is_empty() {
+            body["cursor"] = json!(cursor);
+        }
+        let v = call(&slack, "conversations.list", body).await;
+        let page = ok(&v)["channels"].as_array().unwrap().clone();
+        assert!(page.len() <= 10);
+        seen.extend(page.iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        pages += 1;
+        cursor = v["response_metadata"]["next_cursor"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if cursor.is_empty() {
+            break;
+        }
+        assert!(pages < 10, "the cursor never ends");
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 27, "{seen:?}");
+    assert!(seen.contains(&"G0PRIVATE1".to_string()));
+    assert!(
+        !seen.contains(&"G0PRIVATE2".to_string()),
+        "a private channel the bot is not in"
+    );
+    assert!(!seen.contains(&"C0PAGE0003".to_string()), "archived");
+    let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "no channel twice");
+
+    // Private only, form-encoded.
+    let v = call_form(
+        &slack,
+        "conversations.list",
+        &[("types", "private_channel")],
+    )
+    .await;
+    let ids: Vec<&str> = ok(&v)["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["G0PRIVATE1"]);
+    // DMs exist as a type but list nothing here.
+    let v = call(&slack, "conversations.list", json!({"types": "im,mpim"})).await;
+    assert_eq!(ok(&v)["channels"], json!([]));
+
+    // Refusals.
+    let v = call(
+        &slack,
+        "conversations.list",
+        json!({"types": "public_channel,channels"}),
+    )
+    .await;
+    assert_eq!(error(&v), "invalid_types");
+    for limit in [json!(0), json!(1001), json!("ten")] {
+        let v = call(&slack, "conversations.list", json!({"limit": limit})).await;
+        assert_eq!(error(&v), "invalid_limit", "{limit}");
+    }
+    let v = call(
+        &slack,
+        "conversations.list",
+        json!({"cursor": "bm90LWEtY3Vyc29y"}),
+    )
+    .await;
+    assert_eq!(error(&v), "invalid_cursor");
+    let v = call(&slack, "conversations.list", json!({"cursor": "%%%"})).await;
+    assert_eq!(error(&v), "invalid_cursor");
 }

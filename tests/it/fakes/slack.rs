@@ -51,6 +51,18 @@
 //!   `include_all_metadata=true`, exactly like Slack (it defaults to false); `limit`
 //!   (default 1000) and an opaque `cursor` paginate with `has_more` and
 //!   `response_metadata.next_cursor`;
+//! * `conversations.info`: `channel` must be an ID (a name, an unknown ID, or a private
+//!   channel the bot is not in → `channel_not_found`); answers `{ok, channel}` with the
+//!   conversation object (`id`, `name`, `is_channel`, `is_private`, `is_archived`,
+//!   `is_member`, `created`, `topic`, `purpose`, …), archived channels included;
+//!   `include_num_members=true` adds `num_members`, `include_locale=true` adds `locale`;
+//! * `conversations.list`: `types` is a comma list of `public_channel`, `private_channel`,
+//!   `mpim`, `im` (default `public_channel`; anything else → `invalid_types`); private
+//!   channels are listed only when the bot is a member, as for a bot token;
+//!   `exclude_archived` (default false); `limit` (default 100, an integer from 1 to 1000,
+//!   else `invalid_limit`) and an opaque `cursor` paginate in creation order, with
+//!   `response_metadata.next_cursor` (`""` on the last page, as Slack sends it); a cursor
+//!   not handed out → `invalid_cursor`;
 //! * `auth.test` answers the bot identity ([`BOT_USER_ID`], [`TEAM_ID`], [`BOT_ID`]);
 //! * response URLs ([`FakeSlack::new_response_url`]) take JSON posts with `text` or `blocks`
 //!   (or `delete_original`) → else 400 `no_text`; non-JSON → 400 `invalid_payload`; at most
@@ -61,6 +73,8 @@
 //!
 //! Deviations (deliberate): one workspace, one bot and one token, no scopes (so no
 //! `missing_scope`, and `conversations.replies` works on public channels for the bot); no
+//! DMs or group DMs (`im`/`mpim` list nothing), no `team_id`, `num_members` counts the
+//! bot only (1 when it is a member, else 0); no
 //! `attachments` validation, no per-block limits (section text length, etc.), no blocks
 //! synthesised from `text`, no link unfurling, no `mrkdwn` parsing; replies pagination does
 //! not repeat the parent on later pages; `oldest`/`latest`/`inclusive` are ignored; deleting
@@ -403,6 +417,25 @@ impl FakeSlack {
             is_archived: false,
             created: unix_now(),
         });
+    }
+
+    /// Adds a private channel the bot is a member of (see [`FakeSlack::set_member`]: once
+    /// it is not, the channel is invisible to `conversations.info` and `.list`).
+    pub fn add_private_channel(&self, id: &str, name: &str) {
+        lock(&self.state).channels.push(Channel {
+            id: id.into(),
+            name: name.into(),
+            is_private: true,
+            is_member: true,
+            is_archived: false,
+            created: unix_now(),
+        });
+    }
+
+    /// Adds a public channel the bot is not a member of (`not_in_channel` when posting).
+    pub fn add_channel_without_bot(&self, id: &str, name: &str) {
+        self.add_channel(id, name);
+        self.set_member(id, false);
     }
 
     /// Makes the bot a member of the channel or not (`not_in_channel` when posting).
@@ -796,7 +829,7 @@ fn rate_limited(secs: u64) -> Response {
 
 // ---- dispatch ----
 
-const METHODS: [&str; 7] = [
+const METHODS: [&str; 9] = [
     "auth.test",
     "chat.postMessage",
     "chat.update",
@@ -804,6 +837,8 @@ const METHODS: [&str; 7] = [
     "views.open",
     "conversations.create",
     "conversations.replies",
+    "conversations.info",
+    "conversations.list",
 ];
 
 fn api_method(req: &Request) -> Option<&str> {
@@ -881,6 +916,8 @@ fn handle(state: &Mutex<State>, req: &Request) -> Response {
         "views.open" => views_open(&mut st, args),
         "conversations.create" => create_channel(&mut st, args),
         "conversations.replies" => replies(&st, args),
+        "conversations.info" => conversation_info(&st, args),
+        "conversations.list" => conversation_list(&st, args),
         _ => unreachable!("METHODS lists every method"),
     };
     slack_answer(reply, parsed.warning)
@@ -1314,6 +1351,92 @@ fn replies(st: &State, args: &Args) -> Reply {
         out["response_metadata"] = json!({"next_cursor": encode_cursor(&n.msg.ts)});
     }
     Ok(out)
+}
+
+/// Can the bot see the channel? (A private channel only when it is a member.)
+fn visible(c: &Channel) -> bool {
+    !c.is_private || c.is_member
+}
+
+fn conversation_info(st: &State, args: &Args) -> Reply {
+    let c = arg_nonempty(args, "channel")
+        .and_then(|id| st.channel_by_id(&id))
+        .filter(|c| visible(c))
+        .ok_or_else(|| api_err("channel_not_found"))?;
+    let mut out = channel_json(c);
+    if arg_bool(args, "include_num_members") {
+        out["num_members"] = json!(u32::from(c.is_member));
+    }
+    if arg_bool(args, "include_locale") {
+        out["locale"] = json!("en-US");
+    }
+    Ok(json!({"channel": out}))
+}
+
+const CONVERSATION_TYPES: [&str; 4] = ["public_channel", "private_channel", "mpim", "im"];
+
+fn conversation_list(st: &State, args: &Args) -> Reply {
+    let types = arg_nonempty(args, "types").unwrap_or_else(|| "public_channel".into());
+    let types: Vec<&str> = types.split(',').map(str::trim).collect();
+    if types.iter().any(|t| !CONVERSATION_TYPES.contains(t)) {
+        return Err(api_err("invalid_types"));
+    }
+    let (public, private) = (
+        types.contains(&"public_channel"),
+        types.contains(&"private_channel"),
+    );
+    let limit = match arg_nonempty(args, "limit") {
+        None => 100,
+        Some(l) => l
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| api_err("invalid_limit"))?,
+    };
+    let exclude_archived = arg_bool(args, "exclude_archived");
+    let listed: Vec<&Channel> = st
+        .channels
+        .iter()
+        .filter(|c| visible(c))
+        .filter(|c| if c.is_private { private } else { public })
+        .filter(|c| !(exclude_archived && c.is_archived))
+        .collect();
+    let start = match arg_nonempty(args, "cursor") {
+        None => 0,
+        Some(cur) => {
+            let from = decode_list_cursor(&cur).ok_or_else(|| api_err("invalid_cursor"))?;
+            listed
+                .iter()
+                .position(|c| c.id == from)
+                .ok_or_else(|| api_err("invalid_cursor"))?
+        }
+    };
+    let page: Vec<Value> = listed
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|c| channel_json(c))
+        .collect();
+    let next = listed
+        .get(start.saturating_add(limit))
+        .map(|c| encode_list_cursor(&c.id))
+        .unwrap_or_default();
+    Ok(json!({"channels": page, "response_metadata": {"next_cursor": next}}))
+}
+
+fn encode_list_cursor(id: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("next_channel:{id}"))
+}
+
+fn decode_list_cursor(c: &str) -> Option<String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::STANDARD.decode(c).ok()?;
+    String::from_utf8(raw)
+        .ok()?
+        .strip_prefix("next_channel:")
+        .map(str::to_string)
 }
 
 fn encode_cursor(ts: &str) -> String {
