@@ -94,6 +94,10 @@ pub async fn run(
             .ok_or_else(|| CliError::Failed(format!("rehearsal {id} was not stored")))?;
             let md = report::to_markdown(&r);
             let js = serde_json::to_string_pretty(&r).unwrap_or_default();
+            // Kept with the incident too, as the scheduler does.
+            let now = crate::runner::now_ms();
+            store.put_artifact(&id, "gameday.md", &md, now).await?;
+            store.put_artifact(&id, "gameday.json", &js, now).await?;
             std::fs::write(dir.join(format!("gameday-{id}.md")), &md)?;
             std::fs::write(dir.join(format!("gameday-{id}.json")), format!("{js}\n"))?;
             print(&r, *json);
