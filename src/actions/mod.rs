@@ -331,3 +331,44 @@ pub fn bool_input(inputs: &Value, key: &str, default: bool) -> Result<bool, Acti
         ))),
     }
 }
+
+#[cfg(test)]
+mod preflight_coverage {
+    use super::*;
+
+    /// Every built-in action has its own preflight: the default ("preflight.missing") is
+    /// for actions added later, and a report shows it.
+    #[tokio::test]
+    async fn every_builtin_action_has_a_preflight() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = crate::store::open(&url).await.expect("store");
+        let reg = Registry::builtin();
+        let mut missing = Vec::new();
+        for spec in reg.specs() {
+            let ctx = ActionCtx {
+                incident: "inc-test".into(),
+                step: "s".into(),
+                index: 0,
+                attempt: 1,
+                idem_key: "k".into(),
+                mode: Mode::Rehearsal,
+                config: Arc::new(Config::default()),
+                store: store.clone(),
+            };
+            let Some(a) = reg.get(spec.name) else {
+                continue;
+            };
+            // Empty inputs: each action answers with its input check (or config-only
+            // checks) without a network call.
+            let checks = a.preflight(&ctx, &json!({})).await;
+            if checks.is_empty() || checks.iter().any(|c| c.check == "preflight.missing") {
+                missing.push(spec.name);
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "actions without a preflight: {missing:?}"
+        );
+    }
+}
