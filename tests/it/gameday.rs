@@ -388,6 +388,12 @@ async fn a_game_day_finds_exactly_the_gaps_with_their_fixes_and_passes_once_fixe
     recall.env.push(("GD_NPM_RO".into(), ro.clone()));
     let (out, report) = run(&recall);
     assert_eq!(out.code, Some(4), "{out:?}");
+    for secret in [&ro, &rw] {
+        assert!(
+            !out.stdout.contains(secret.as_str()) && !out.stderr.contains(secret.as_str()),
+            "a token leaked into the report"
+        );
+    }
     let failing: Vec<(String, String)> = report["findings"]
         .as_array()
         .expect("findings")
@@ -495,6 +501,18 @@ async fn a_game_day_finds_exactly_the_gaps_with_their_fixes_and_passes_once_fixe
         .push(("GD_CRATES".into(), "cio-gameday-token".into()));
     let (out, report) = run(&recall);
     assert_eq!(out.code, Some(0), "{out:?}\n{:#}", report["findings"]);
+    for secret in [rw.as_str(), "cio-gameday-token"] {
+        assert!(
+            !out.stdout.contains(secret) && !out.stderr.contains(secret),
+            "a token leaked into the report"
+        );
+    }
+    let db = std::fs::read(recall.dir.path().join("recall.db")).unwrap_or_default();
+    let db = String::from_utf8_lossy(&db);
+    assert!(
+        !db.contains(rw.as_str()) && !db.contains(ro.as_str()) && !db.contains("cio-gameday-token"),
+        "a token reached the database"
+    );
     assert_eq!(report["verdict"], "would_contain");
     assert!(
         report["findings"]
