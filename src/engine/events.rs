@@ -281,7 +281,12 @@ pub(super) fn on_gate_checked(
                     e.error,
                     if can_retry { "; will retry" } else { "" }
                 ),
-                json!({ "attempt": attempt, "error": e.error, "transient": e.transient }),
+                if e.preflight.is_null() {
+                    json!({ "attempt": attempt, "error": e.error, "transient": e.transient })
+                } else {
+                    json!({ "attempt": attempt, "error": e.error, "transient": e.transient,
+                            "preflight": e.preflight })
+                },
             );
             return;
         }

@@ -160,6 +160,7 @@ fn unreadable_facts_retry_when_transient_and_never_send() {
                 error: "connect: refused".into(),
                 transient: true,
                 retry_after_ms: None,
+                preflight: Value::Null,
             }),
             now: 20,
         },

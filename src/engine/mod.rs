@@ -110,6 +110,9 @@ pub struct GateFactsError {
     pub error: String,
     pub transient: bool,
     pub retry_after_ms: Option<u64>,
+    /// A rehearsal's preflight checks of the step, recorded with the failure (the plan,
+    /// which normally carries them, never runs when the gate cannot read its facts).
+    pub preflight: Value,
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -143,9 +143,22 @@ pub fn build(
                     && e.index == Some(t.item_index)
                     && e.kind == "attempt.planned"
             });
-            let detail = planned
-                .and_then(|e| e.data().get("detail").cloned())
-                .unwrap_or(Value::Null);
+            // When the deletion gate could not read its facts, the plan never ran and the
+            // checks came with the gate's failure.
+            let detail = match planned {
+                Some(e) => e.data().get("detail").cloned().unwrap_or(Value::Null),
+                None => events
+                    .iter()
+                    .rev()
+                    .find(|e| {
+                        e.step.as_deref() == Some(&s.step_id)
+                            && e.index == Some(t.item_index)
+                            && e.kind == "gate.unavailable"
+                    })
+                    .and_then(|e| e.data().get("preflight").cloned())
+                    .map(|p| json!({ "preflight": p }))
+                    .unwrap_or(Value::Null),
+            };
             let checks: Vec<Check> = detail
                 .get("preflight")
                 .and_then(Value::as_array)
@@ -756,6 +769,27 @@ mod tests {
         let r = build(&run, &events, None, &config, &[], None);
         assert!(blocked(&r));
         assert_eq!(r["findings"][0]["check"], "plan");
+    }
+
+    #[test]
+    fn a_gate_that_could_not_read_its_facts_still_reports_the_preflight() {
+        let (mut run, mut events) = crate::postmortem::fixture_run();
+        run.incident.mode = "rehearsal".into();
+        let mut e = planned("unpublish", 0, Value::Null);
+        e.kind = "gate.unavailable".into();
+        e.data_json = json!({ "attempt": 1, "error": "no such digest", "transient": false,
+            "preflight": [Check::fail("npm.token.write", "t", "readonly: true", "a read-write token").to_json()] })
+            .to_string();
+        events.push(e);
+        let r = build(&run, &events, None, &Config::default(), &[], None);
+        let f = r["findings"].as_array().unwrap();
+        assert!(
+            f.iter()
+                .any(|f| f["check"] == "npm.token.write" && f["step"] == "unpublish"),
+            "{f:#?}"
+        );
+        // A deletion is not containment.
+        assert!(!blocked(&r));
     }
 
     #[test]

@@ -625,11 +625,24 @@ impl Runner {
                     // Read-only, so rehearsals read the same facts: the gate's verdict is
                     // part of what a game day finds out.
                     let r = with_timeout(timeout, action.gate_facts(&ctx, &inv.inputs)).await;
-                    let facts = r.map_err(|e| GateFactsError {
-                        transient: e.is_transient(),
-                        retry_after_ms: e.retry_after_ms(),
-                        error: e.to_string(),
-                    });
+                    let facts = match r {
+                        Ok(f) => Ok(f),
+                        Err(e) => {
+                            // A rehearsal still says what the live path would need.
+                            let preflight = if inv.mode == Mode::Rehearsal {
+                                let checks = action.preflight(&ctx, &inv.inputs).await;
+                                Value::Array(checks.iter().map(|c| c.to_json()).collect())
+                            } else {
+                                Value::Null
+                            };
+                            Err(GateFactsError {
+                                transient: e.is_transient(),
+                                retry_after_ms: e.retry_after_ms(),
+                                error: e.to_string(),
+                                preflight,
+                            })
+                        }
+                    };
                     return Done::Gate(inv, facts);
                 }
                 if kind == Kind::Probe {

@@ -73,8 +73,9 @@ fn recall(insecure_host: &str, extra: &str) -> Recall {
 }
 
 /// The rehearsal, whatever its outcome: a destructive step whose deletion gate cannot read
-/// its facts (an unknown digest, a refused credential) fails before it is invoked, so it
-/// has no preflight, and the incident ends `failed` (exit 1).
+/// its facts (an unknown digest, a refused credential) fails before it is invoked (its
+/// preflight comes with the `gate.unavailable` event), and the incident ends `failed`
+/// (exit 1).
 fn rehearse_any(r: &Recall, image: &str, digest: &str, tag: &str) -> Run {
     let pb = write_file(r.dir.path(), "preflight.yaml", PLAYBOOK.as_bytes());
     let (i, d, t) = (
@@ -357,12 +358,23 @@ async fn missing_tag_or_repository_fails_the_target_check() {
     assert!(text(t, "fix").contains("tag's name"), "{t}");
 
     // An unknown repository: every target fails, and says which part is missing. The
-    // deletion gate refuses the delete step before it is invoked (so it has no preflight).
+    // deletion gate cannot read its facts, so the delete step is never planned: its
+    // preflight comes with the gate's failure.
     let run = rehearse_any(&r, &format!("{}/team/ghost", reg.host()), &img.digest, "v1");
     let tl = r.timeline(&run.id());
     assert!(gate_unavailable(&tl).contains("does not exist"));
     let pf = preflight(&tl);
     assert!(!pf.contains_key("delete"));
+    let gate_pf = events(&tl, "gate.unavailable")
+        .first()
+        .and_then(|e| e["data"]["preflight"].as_array().cloned())
+        .expect("the gate's failure carries the delete step's preflight");
+    assert!(
+        gate_pf
+            .iter()
+            .any(|c| c["check"] == "oci.target" && c["verdict"] == "fail"),
+        "{gate_pf:?}"
+    );
     for step in ["resolve", "quarantine", "untag", "referrers"] {
         let t = check(&pf, step, "oci.target");
         assert_eq!(
