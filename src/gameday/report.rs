@@ -392,8 +392,13 @@ pub fn build(
     for f in findings {
         match merged
             .iter_mut()
-            .find(|(m, _)| m.check == f.check && m.subject == f.subject && m.evidence == f.evidence)
-        {
+            // Same fix too: one credential may need one permission here, another there.
+            .find(|(m, _)| {
+                m.check == f.check
+                    && m.subject == f.subject
+                    && m.evidence == f.evidence
+                    && m.fix == f.fix
+            }) {
             Some((_, steps)) => {
                 if !steps.contains(&f.step) {
                     steps.push(f.step.clone());
