@@ -70,14 +70,7 @@ pub async fn run(
             let params = crate::cli::parse_params(params)?;
             let t = gameday::resolve(target, &params)?;
             let runner = Runner::new(store.clone(), registry.clone(), config.clone());
-            runner.validate(&crate::runner::StartRequest {
-                file: t.file.clone(),
-                source: t.source.clone(),
-                params: t.params.clone(),
-                mode: crate::engine::Mode::Rehearsal,
-                auto_approve: true,
-                started_by: actor.clone(),
-            })?;
+            runner.validate(&t.request(actor))?;
             let dir = std::path::Path::new(out);
             if !dir.is_dir() {
                 return Err(CliError::Usage(format!("--out {out}: not a directory")));
@@ -92,14 +85,11 @@ pub async fn run(
             )
             .await?
             .ok_or_else(|| CliError::Failed(format!("rehearsal {id} was not stored")))?;
-            let md = report::to_markdown(&r);
-            let js = serde_json::to_string_pretty(&r).unwrap_or_default();
             // Kept with the incident too, as the scheduler does.
-            let now = crate::runner::now_ms();
-            store.put_artifact(&id, "gameday.md", &md, now).await?;
-            store.put_artifact(&id, "gameday.json", &js, now).await?;
+            let (md, js) =
+                gameday::store_report(store.as_ref(), &id, &r, crate::runner::now_ms()).await?;
             std::fs::write(dir.join(format!("gameday-{id}.md")), &md)?;
-            std::fs::write(dir.join(format!("gameday-{id}.json")), format!("{js}\n"))?;
+            std::fs::write(dir.join(format!("gameday-{id}.json")), &js)?;
             print(&r, *json);
             eprintln!(
                 "recall: game day {id}: {} (report: {}/gameday-{id}.md and .json)",

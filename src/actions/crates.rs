@@ -930,39 +930,9 @@ impl Action for RevokeToken {
             // Revoking by id is a request with Recall's own token.
             out = preflight_checks(ctx, "the account", None, false, "any").await;
         }
-        match ri.leaked() {
-            Ok(Some(leaked)) => {
-                let state = match registry(ctx) {
-                    Ok(reg) => reg.client.token_state(&leaked).await.ok(),
-                    Err(_) => None,
-                };
-                out.push(match state {
-                    Some(TokenState::Accepted) => Check::pass(
-                        "crates.leaked_token",
-                        format!("leaked token from {}", ri.source()),
-                        "the registry still accepts it: the revocation would act",
-                    ),
-                    Some(TokenState::Refused { status, .. }) => Check::pass(
-                        "crates.leaked_token",
-                        format!("leaked token from {}", ri.source()),
-                        format!("the registry already refuses it ({status}): nothing left to revoke"),
-                    ),
-                    _ => Check::unknown(
-                        "crates.leaked_token",
-                        format!("leaked token from {}", ri.source()),
-                        "the registry's answer did not tell whether it is alive",
-                        "check the token in the registry's web UI",
-                    ),
-                });
-            }
-            Ok(None) => {}
-            // Before an incident the leaked token is usually not at hand.
-            Err(e) => out.push(Check::unknown(
-                "crates.leaked_token",
-                format!("leaked token from {}", ri.source()),
-                e.to_string(),
-                "export the leaked token in that environment variable for the incident (it is read, never recorded)",
-            )),
+        if let Some(var) = &ri.token_env {
+            // Before an incident the leaked token is usually not at hand: unknown, not fail.
+            out.push(token_in_env_check(ctx, "crates.leaked_token", var, false).await);
         }
         out
     }
@@ -1234,6 +1204,69 @@ impl Action for RemoveTrustedPublisher {
 }
 
 // ---- preflight ------------------------------------------------------------------------
+
+/// A token held in env `var` that is to revoke itself: alive (the revocation would act) or
+/// already refused (nothing left) both pass. An unset variable fails when `needed`, else it
+/// is unknown (a leaked token is usually at hand only once the incident starts).
+pub(crate) async fn token_in_env_check(
+    ctx: &ActionCtx,
+    check: &str,
+    var: &str,
+    needed: bool,
+) -> Check {
+    let subject = format!("token from env {var}");
+    let token = match crate::secrets::from_env(var) {
+        Ok(t) => t,
+        Err(e) => {
+            let fix = format!(
+                "export {var} with the token in Recall's environment (it is read, never recorded)"
+            );
+            return if needed {
+                Check::fail(check, subject, e.to_string(), fix)
+            } else {
+                Check::unknown(check, subject, e.to_string(), fix)
+            };
+        }
+    };
+    let reg = match registry(ctx) {
+        Ok(r) => r,
+        Err(e) => {
+            return Check::fail(
+                "crates.registry",
+                "[crates] api",
+                e.to_string(),
+                "fix [crates] in the config",
+            );
+        }
+    };
+    match reg.client.token_state(&token).await {
+        Ok(TokenState::Accepted) => Check::pass(
+            check,
+            subject,
+            format!("{} still accepts it: the revocation would act", reg.label),
+        ),
+        Ok(TokenState::Refused { status, .. }) => Check::pass(
+            check,
+            subject,
+            format!(
+                "{} already refuses it ({status}): nothing left to revoke",
+                reg.label
+            ),
+        ),
+        Ok(TokenState::Inconclusive { status, detail }) => Check::unknown(
+            check,
+            subject,
+            format!("{status}: {detail}"),
+            "check the token in the registry's web UI",
+        ),
+        Err(e) => Check::fail(
+            "crates.registry",
+            reg.label.clone(),
+            e.to_string(),
+            "make the registry reachable from where Recall runs ([crates] api, network)",
+        ),
+    }
+}
 
 /// Preflight of the crates actions: Recall's token is configured and accepted
 /// (`GET /api/v1/me/tokens/0`, read-only), the crate (and version) exists, and what the

@@ -34,6 +34,42 @@ pub struct Target {
     pub params: Vec<(String, String)>,
 }
 
+impl Target {
+    /// The auto-approved rehearsal this game day starts (also what `Runner::validate`
+    /// checks before a game day is accepted).
+    pub fn request(&self, actor: &str) -> StartRequest {
+        StartRequest {
+            file: self.file.clone(),
+            source: self.source.clone(),
+            params: self.params.clone(),
+            mode: Mode::Rehearsal,
+            auto_approve: true,
+            started_by: actor.to_string(),
+        }
+    }
+}
+
+/// The artifact names a game day's reports are stored under with its incident.
+pub const REPORT_MD: &str = "gameday.md";
+pub const REPORT_JSON: &str = "gameday.json";
+
+/// Render the report (Markdown, pretty JSON) and store both with the incident.
+pub async fn store_report(
+    store: &dyn crate::store::Store,
+    id: &str,
+    report: &Value,
+    now: i64,
+) -> Result<(String, String), crate::store::StoreError> {
+    let md = report::to_markdown(report);
+    let js = format!(
+        "{}\n",
+        serde_json::to_string_pretty(report).unwrap_or_default()
+    );
+    store.put_artifact(id, REPORT_MD, &md, now).await?;
+    store.put_artifact(id, REPORT_JSON, &js, now).await?;
+    Ok((md, js))
+}
+
 /// A scenario by bundled name or file, else a playbook by path or bundled name; `params`
 /// override the scenario's.
 pub fn resolve(name: &str, params: &[(String, String)]) -> Result<Target, LookupError> {
@@ -102,16 +138,7 @@ pub async fn rehearse(
     target: &Target,
     actor: &str,
 ) -> Result<(String, DriveOutcome), RunError> {
-    runner
-        .start(StartRequest {
-            file: target.file.clone(),
-            source: target.source.clone(),
-            params: target.params.clone(),
-            mode: Mode::Rehearsal,
-            auto_approve: true,
-            started_by: actor.to_string(),
-        })
-        .await
+    runner.start(target.request(actor)).await
 }
 
 /// Checks that belong to the incident rather than to a step: the Slack channel the

@@ -18,8 +18,8 @@
 //!   lease, or more than [`LATE_LIMIT_MS`] ago) is skipped, never replayed. When due, the
 //!   target is resolved again (a playbook file edited since the start is picked up), the
 //!   rehearsal runs ([`super::rehearse`], actor `game-day:<name>`), the report is built
-//!   ([`super::report_of`]) and stored with the incident as the artifacts [`REPORT_MD`]
-//!   and [`REPORT_JSON`], and [`super::report::summary`] is posted to the entry's Slack
+//!   ([`super::report_of`]) and stored with the incident as the artifacts [`super::REPORT_MD`]
+//!   and [`super::REPORT_JSON`], and [`super::report::summary`] is posted to the entry's Slack
 //!   channel (or `[slack] channel`). Slack failing is logged and never stops the loop; an
 //!   entry still running at its next fire time is skipped for that time.
 //!
@@ -39,15 +39,12 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, GamedayConfig};
 use crate::http::metrics::Metrics;
-use crate::runner::{DriveOutcome, Runner, StartRequest};
+use crate::postmortem::rfc3339;
+use crate::runner::{DriveOutcome, Runner, now_ms};
 use crate::slack::client::SlackClient;
 
 /// The leader lease for scheduled game days.
 pub const GAMEDAY_LEASE: &str = "gameday";
-/// The Markdown report, stored with the rehearsal incident.
-pub const REPORT_MD: &str = "gameday.md";
-/// The JSON report, stored with the rehearsal incident.
-pub const REPORT_JSON: &str = "gameday.json";
 /// A fire time found more than this late (the process was stopped, the host asleep) is
 /// skipped as missed rather than run late.
 pub const LATE_LIMIT_MS: i64 = 5 * 60_000;
@@ -429,14 +426,7 @@ fn entry(g: &GamedayConfig, runner: &Runner) -> Result<Entry, String> {
     let t = super::resolve(&g.target, &params)
         .map_err(|e| format!("{who}: target {:?}: {e}", g.target))?;
     runner
-        .validate(&StartRequest {
-            file: t.file.clone(),
-            source: t.source.clone(),
-            params: t.params.clone(),
-            mode: crate::engine::Mode::Rehearsal,
-            auto_approve: true,
-            started_by: format!("game-day:{}", g.name),
-        })
+        .validate(&t.request(&format!("game-day:{}", g.name)))
         .map_err(|e| format!("{who}: target {:?}: {e}", g.target))?;
     Ok(Entry {
         name: g.name.clone(),
@@ -466,14 +456,6 @@ pub struct Scheduler {
     pub grace: Duration,
     /// The test hook: fire every entry once at start.
     pub fire_now: bool,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn rfc3339(ms: i64) -> String {
-    crate::postmortem::rfc3339(ms)
 }
 
 impl Scheduler {
@@ -682,15 +664,8 @@ impl Shared {
         };
         let verdict = report["verdict"].as_str().unwrap_or("unknown").to_string();
         let now = now_ms();
-        let md = super::report::to_markdown(&report);
-        let js = format!(
-            "{}\n",
-            serde_json::to_string_pretty(&report).unwrap_or_default()
-        );
-        for (name, text) in [(REPORT_MD, &md), (REPORT_JSON, &js)] {
-            if let Err(err) = runner.store.put_artifact(&id, name, text, now).await {
-                warn!(gameday = %e.name, incident = %id, artifact = name, error = %err, "game day: could not store the report");
-            }
+        if let Err(err) = super::store_report(runner.store.as_ref(), &id, &report, now).await {
+            warn!(gameday = %e.name, incident = %id, error = %err, "game day: could not store the report");
         }
         self.metrics.gameday_run(&verdict);
         info!(

@@ -75,46 +75,7 @@ pub(super) async fn preflight(ctx: &ActionCtx, inputs: &Value) -> Vec<Check> {
     if spec.provider == Provider::Crates
         && let Some(v) = &spec.old_secret_env
     {
-        out.push(match crate::secrets::from_env(v) {
-            Ok(old) => match crates_client(ctx) {
-                Ok(c) => match c.token_state(&old).await {
-                    Ok(TokenState::Accepted) => Check::pass(
-                        "credentials.old",
-                        format!("old token from env {v}"),
-                        "the registry accepts it: it can revoke itself",
-                    ),
-                    Ok(TokenState::Refused { status, .. }) => Check::pass(
-                        "credentials.old",
-                        format!("old token from env {v}"),
-                        format!("already refused by the registry ({status})"),
-                    ),
-                    Ok(TokenState::Inconclusive { status, detail }) => Check::unknown(
-                        "credentials.old",
-                        format!("old token from env {v}"),
-                        format!("{status}: {detail}"),
-                        "check the token in the registry's web UI",
-                    ),
-                    Err(e) => Check::fail(
-                        "crates.registry",
-                        c.api_base().to_string(),
-                        e.to_string(),
-                        "make the registry reachable from where Recall runs",
-                    ),
-                },
-                Err(e) => Check::fail(
-                    "crates.registry",
-                    "[crates] api",
-                    e.to_string(),
-                    "fix [crates] in the config",
-                ),
-            },
-            Err(_) => Check::fail(
-                "credentials.old",
-                format!("old token from env {v}"),
-                "not set: the old crates token revokes itself (DELETE /api/v1/tokens/current)",
-                format!("export {v} with the current token in Recall's environment"),
-            ),
-        });
+        out.push(crate::actions::crates::token_in_env_check(ctx, "credentials.old", v, true).await);
     }
     out
 }

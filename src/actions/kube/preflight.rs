@@ -203,29 +203,7 @@ pub(crate) async fn secret_destination(
 ) -> Vec<Check> {
     let inputs = serde_json::json!({ "cluster": cluster });
     per_cluster(ctx, &inputs, "credentials.rotate", |cfg| {
-        let c = cfg.name.as_str();
-        let mut ops = vec![
-            (
-                Op::new(c, "get", "", "secrets").ns(namespace),
-                "reading the Secret (and its rotation key)",
-            ),
-            (
-                Op::new(c, "update", "", "secrets").ns(namespace),
-                "writing the new credential",
-            ),
-        ];
-        if restart {
-            for resource in ["deployments", "statefulsets", "daemonsets"] {
-                ops.push((
-                    Op::new(c, "list", "apps", resource).ns(namespace),
-                    "finding the workloads that use the Secret",
-                ));
-                ops.push((
-                    Op::new(c, "patch", "apps", resource).ns(namespace),
-                    "the rollout restart of a workload using the Secret",
-                ));
-            }
-        }
+        let ops = secret::secret_ops(cfg, namespace, restart);
         Needs {
             ops,
             namespace: Some(NsNeed {

@@ -311,8 +311,14 @@ pub fn uses_secret(spec: &PodSpec, secret: &str) -> bool {
 /// it is for: what preflight reviews. The restart patches are listed for every kind: which
 /// workloads use the Secret on the incident's day is not known on a calm one.
 pub(super) fn live_ops(cfg: &ClusterConfig, t: &Target) -> Vec<(Op, &'static str)> {
+    secret_ops(cfg, &t.namespace, t.restart)
+}
+
+/// The calls that write a value into a Secret of `ns` (and restart what mounts it): the
+/// rotation's, and `credentials.rotate`'s Kubernetes destination's, which writes through
+/// the same code.
+pub(crate) fn secret_ops(cfg: &ClusterConfig, ns: &str, restart: bool) -> Vec<(Op, &'static str)> {
     let c = cfg.name.as_str();
-    let ns = t.namespace.as_str();
     let mut ops = vec![
         (
             Op::new(c, "get", "", "secrets").ns(ns),
@@ -323,7 +329,7 @@ pub(super) fn live_ops(cfg: &ClusterConfig, t: &Target) -> Vec<(Op, &'static str
             "writing the new value (a replace with the resourceVersion read)",
         ),
     ];
-    if t.restart {
+    if restart {
         for resource in ["deployments", "statefulsets", "daemonsets"] {
             ops.push((
                 Op::new(c, "list", "apps", resource).ns(ns),
